@@ -1,0 +1,36 @@
+"""Networks of PriCheXy-Net (Packhäuser et al., MICCAI 2023) and its Privacy-Net baseline."""
+
+from .anonymizer import PriCheXyNet
+from .classifier import CXR14_LABELS, AbnormalityClassifier
+from .deformation import (
+    SMOOTHING_MODES,
+    Deformation,
+    deform,
+    gaussian_kernel,
+    identity_grid,
+    sampling_grid,
+    smooth_field,
+    warp,
+)
+from .generator import FlowFieldGenerator, PrivacyNetEncoder
+from .unet import UNet2D
+from .verifier import BACKBONES, SiameseVerifier
+
+__all__ = [
+    "AbnormalityClassifier",
+    "BACKBONES",
+    "CXR14_LABELS",
+    "Deformation",
+    "FlowFieldGenerator",
+    "PriCheXyNet",
+    "PrivacyNetEncoder",
+    "SMOOTHING_MODES",
+    "SiameseVerifier",
+    "UNet2D",
+    "deform",
+    "gaussian_kernel",
+    "identity_grid",
+    "sampling_grid",
+    "smooth_field",
+    "warp",
+]

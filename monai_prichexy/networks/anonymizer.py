@@ -1,0 +1,71 @@
+"""PriCheXyNet: the flow-field generator and the deformation operator as one network.
+
+``forward(x)`` takes (B, 1, H, W) images scaled to [0, 1] and returns the anonymized images.
+The flow is computed at ``working_size`` (256 in the paper) and its displacement resampled
+to (H, W), so the same network deforms a 256-px training image and a native-size radiograph.
+This is the bundle's ``network_def`` and what ``ckpt_export`` traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .deformation import _check_mode, sampling_grid, warp
+from .generator import FlowFieldGenerator
+
+__all__ = ["PriCheXyNet"]
+
+
+def _parse_size(working_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if working_size is None:
+        return None
+    size = (int(working_size), int(working_size)) if isinstance(working_size, (int, float)) else tuple(working_size)
+    if len(size) != 2 or any(s < 16 or s % 16 for s in size):
+        raise ValueError(f"working_size must be None or positive multiples of 16, got {working_size!r}")
+    return (int(size[0]), int(size[1]))
+
+
+class PriCheXyNet(nn.Module):
+    """Generator G plus the PriCheXy-Net deformation (Packhäuser et al., MICCAI 2023).
+
+    Args:
+        generator: a flow-field generator; a new :class:`FlowFieldGenerator` when None.
+        mu: deformation strength (0.001, 0.005 or 0.01 in the paper).
+        smoothing: ``"grid"`` (paper), ``"displacement"`` or ``"none"``.
+        working_size: size the generator sees (int or (H, W)); None = the input's size.
+        init_features: base features of the new generator when ``generator`` is None.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module | None = None,
+        mu: float = 0.01,
+        smoothing: str = "grid",
+        working_size: int | Sequence[int] | None = 256,
+        init_features: int = 32,
+    ) -> None:
+        super().__init__()
+        if not 0 <= float(mu) <= 1:
+            raise ValueError(f"mu must be in [0, 1], got {mu}")
+        self.generator = generator if generator is not None else FlowFieldGenerator(init_features=init_features)
+        self.mu = float(mu)
+        self.smoothing = _check_mode(smoothing)
+        self.working_size = _parse_size(working_size)
+
+    def flow(self, view: torch.Tensor) -> torch.Tensor:
+        """The generator's flow field at the working size for a (B, 1, H, W) view in [0, 1]."""
+        if self.working_size is not None and tuple(view.shape[-2:]) != self.working_size:
+            view = F.interpolate(view, size=self.working_size, mode="bilinear", align_corners=False, antialias=True)
+        return self.generator(view)
+
+    def sampling_grid(self, view: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+        """The sampling grid for an image of ``size`` (default: the view's size)."""
+        out_size = tuple(view.shape[-2:]) if size is None else size
+        return sampling_grid(self.flow(view), self.mu, self.smoothing, size=out_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return warp(x, self.sampling_grid(x))

@@ -1,0 +1,70 @@
+"""The Siamese patient-verification network V (adversary during training, attacker after)."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets.resnet import ResNet, get_inplanes
+from torch import nn
+
+__all__ = ["BACKBONES", "SiameseVerifier"]
+
+# name -> (block, layers), as torchvision and MONAI define them
+BACKBONES = {
+    "resnet10": ("basic", [1, 1, 1, 1]),
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("bottleneck", [3, 4, 23, 3]),
+}
+
+
+class SiameseVerifier(nn.Module):
+    """Siamese network deciding whether two radiographs show the same patient.
+
+    Packhäuser et al. (Sci. Rep. 2022; MICCAI 2023): a shared ResNet-50 branch (7x7 stride-2
+    stem, as torchvision; MONAI's default stem has stride 1, about 9x slower at 256 px) whose
+    last layer gives a 128-d embedding passed through a sigmoid; the two embeddings are merged
+    as ``|f(x1) - f(x2)|`` and a Linear(128, 1) gives the same-patient logit.
+
+    Args:
+        backbone: one of :data:`BACKBONES` (``"resnet50"`` in the paper).
+        embedding_dim: size of the embedding (128).
+        in_channels: image channels (1).
+        widen_factor: scales every ResNet width (1.0 = paper; < 1 for tiny test networks).
+    """
+
+    def __init__(
+        self, backbone: str = "resnet50", embedding_dim: int = 128, in_channels: int = 1, widen_factor: float = 1.0
+    ) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        block, layers = BACKBONES[backbone]
+        self.backbone_name = backbone
+        self.embedding_dim = embedding_dim
+        self.branch = ResNet(
+            block=block,
+            layers=layers,
+            block_inplanes=get_inplanes(),
+            spatial_dims=2,
+            n_input_channels=in_channels,
+            conv1_t_size=7,
+            conv1_t_stride=2,
+            widen_factor=widen_factor,
+            num_classes=embedding_dim,
+        )
+        self.head = nn.Linear(embedding_dim, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, embedding_dim) sigmoid embedding of one branch."""
+        return torch.sigmoid(self.branch(x))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Same-patient logit, shape (B, 1)."""
+        return self.head(torch.abs(self.embed(x1) - self.embed(x2)))
+
+    def score_embeddings(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+        """Same-patient logits from precomputed embeddings (for retrieval over many pairs)."""
+        return self.head(torch.abs(e1 - e2))

@@ -1,0 +1,191 @@
+"""Saving and safely loading network weights.
+
+A checkpoint is a plain dict that ``torch.load(weights_only=True)`` can read, so loading never
+runs code::
+
+    {"format": "monai_prichexy/1", "network": "FlowFieldGenerator",
+     "network_kwargs": {...}, "state_dict": {...}, "meta": {"mu": 0.01, ...}}
+
+A bare state dict (the MONAI bundle's ``models/model.pt`` convention) is accepted too; the
+network is then rebuilt from the caller's arguments or, for the generator, from the weight
+shapes. A checkpoint that would execute code on load is refused, and a SHA-256 can be checked
+before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "NETWORKS",
+    "UnsafeCheckpointError",
+    "ChecksumMismatchError",
+    "sha256_file",
+    "save_checkpoint",
+    "load_checkpoint",
+    "build_network",
+    "load_network",
+    "load_generator",
+]
+
+CHECKPOINT_FORMAT = "monai_prichexy/1"
+NETWORKS: dict[str, type[nn.Module]] = {
+    "FlowFieldGenerator": FlowFieldGenerator,
+    "PrivacyNetEncoder": PrivacyNetEncoder,
+    "AbnormalityClassifier": AbnormalityClassifier,
+    "SiameseVerifier": SiameseVerifier,
+}
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file is not a plain weights file: loading it would run code, or it is not a checkpoint."""
+
+
+class ChecksumMismatchError(ValueError):
+    """The file's SHA-256 differs from the one it was shipped with."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def network_kwargs(network: nn.Module) -> dict[str, Any]:
+    """The constructor arguments needed to rebuild one of :data:`NETWORKS`."""
+    if isinstance(network, (FlowFieldGenerator, PrivacyNetEncoder)):
+        return {"in_channels": network.in_channels, "init_features": network.init_features}
+    if isinstance(network, AbnormalityClassifier):
+        return {"in_channels": network.in_channels, "input_size": network.input_size}
+    if isinstance(network, SiameseVerifier):
+        return {
+            "backbone": network.backbone_name,
+            "embedding_dim": network.embedding_dim,
+            "in_channels": network.branch.conv1.in_channels,
+            "widen_factor": network.branch.conv1.out_channels / 64,
+        }
+    raise TypeError(f"cannot describe a {type(network).__name__}; expected one of {sorted(NETWORKS)}")
+
+
+def save_checkpoint(path: str | os.PathLike, network: nn.Module, meta: Mapping[str, Any] | None = None) -> Path:
+    """Atomically write ``network`` (unwrapping DDP/PriCheXyNet) with JSON-like ``meta``."""
+    network = getattr(network, "module", network)
+    if isinstance(network, PriCheXyNet):
+        meta = {"mu": network.mu, "smoothing": network.smoothing, "working_size": network.working_size, **(meta or {})}
+        network = network.generator
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "network": type(network).__name__,
+        "network_kwargs": network_kwargs(network),
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint or bare state dict with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ChecksumMismatchError: ``expected_sha256`` is given and differs (checked before loading).
+        UnsafeCheckpointError: the file holds objects that would run code, or is no checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual.lower() != expected_sha256.lower():
+            raise ChecksumMismatchError(f"{path}: SHA-256 is {actual}, expected {expected_sha256}; refusing to load")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"{path}: refused: it is not a plain weights file (loading it would execute code or it is corrupt): {err}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise UnsafeCheckpointError(f"{path}: not a readable PyTorch weights file: {err}") from None
+    if not isinstance(payload, Mapping):
+        raise UnsafeCheckpointError(f"{path}: expected a dict of weights, found {type(payload).__name__}")
+    if "state_dict" in payload and payload.get("format") == CHECKPOINT_FORMAT:
+        return dict(payload)
+    if all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return {"format": None, "network": None, "network_kwargs": {}, "state_dict": dict(payload), "meta": {}}
+    for key in ("model", "network", "generator", "state_dict"):  # Ignite / MONAI CheckpointSaver dicts
+        if isinstance(payload.get(key), Mapping) and all(isinstance(v, torch.Tensor) for v in payload[key].values()):
+            return {"format": None, "network": None, "network_kwargs": {}, "state_dict": dict(payload[key]), "meta": {}}
+    raise UnsafeCheckpointError(f"{path}: no state dict found (keys: {sorted(payload)[:8]})")
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def build_network(checkpoint: Mapping[str, Any], network: str | None = None, **kwargs: Any) -> nn.Module:
+    """Rebuild a network from a loaded checkpoint and load its weights (strict)."""
+    name = checkpoint.get("network") or network
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; expected one of {sorted(NETWORKS)}")
+    state = _strip_prefix(_strip_prefix(checkpoint["state_dict"], "module."), "generator.")
+    arguments = {**checkpoint.get("network_kwargs", {}), **kwargs}
+    if name in ("FlowFieldGenerator", "PrivacyNetEncoder") and "encoders.0.0.weight" in state:
+        arguments.setdefault("init_features", int(state["encoders.0.0.weight"].shape[0]))
+        arguments.setdefault("in_channels", int(state["encoders.0.0.weight"].shape[1]))
+    model = NETWORKS[name](**arguments)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights do not fit a {name}({arguments}): {str(err).splitlines()[0]}") from None
+    return model
+
+
+def load_network(
+    path: str | os.PathLike, network: str | None = None, expected_sha256: str | None = None, **kwargs: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load weights from ``path`` into a new network; returns ``(network, meta)``."""
+    checkpoint = load_checkpoint(path, expected_sha256=expected_sha256)
+    try:
+        model = build_network(checkpoint, network=network, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return model, dict(checkpoint.get("meta", {}))
+
+
+def load_generator(
+    path: str | os.PathLike, expected_sha256: str | None = None
+) -> tuple[FlowFieldGenerator, dict[str, Any]]:
+    """Load a :class:`FlowFieldGenerator` (from our checkpoint, a bundle model.pt or a PriCheXyNet state)."""
+    model, meta = load_network(path, network="FlowFieldGenerator", expected_sha256=expected_sha256)
+    if not isinstance(model, FlowFieldGenerator):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a FlowFieldGenerator")
+    return model, meta

@@ -1,0 +1,191 @@
+"""DeformAnonymize(d) and DPPix(d): shape, type, dtype, range, determinism, privacy of metadata."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, InvertibleTransform
+
+from monai_prichexy.networks import FlowFieldGenerator, PriCheXyNet
+from monai_prichexy.transforms import (
+    DeformAnonymize,
+    DeformAnonymized,
+    DeformAnonymizeD,
+    DPPix,
+    DPPixd,
+    pseudonymize_name,
+)
+from monai_prichexy.weights import save_checkpoint
+
+
+class ConstantFlow(torch.nn.Module):
+    """A 'generator' whose flow is +1 in x everywhere."""
+
+    def forward(self, x):
+        flow = torch.zeros(x.shape[0], 2, *x.shape[-2:], dtype=x.dtype)
+        flow[:, 0] = 1.0
+        return flow
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.01, working_size=32)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (np.random.rand(1, 40, 56) * 255).astype(np.uint8),
+        lambda: (np.random.rand(1, 40, 56) * 4095).astype(np.uint16),
+        lambda: (np.random.rand(1, 40, 56) * 2000 - 1000).astype(np.int16),
+        lambda: np.random.rand(1, 40, 56).astype(np.float32),
+        lambda: np.random.rand(1, 37, 53),
+        lambda: torch.rand(1, 40, 56),
+        lambda: (torch.rand(1, 33, 47) * 1000).to(torch.int32),
+        lambda: MetaTensor(torch.rand(1, 40, 56)),
+    ],
+)
+def test_output_keeps_shape_type_dtype_and_range(tiny, make):
+    img = make()
+    out = DeformAnonymize(tiny)(img)
+    assert type(out) is type(img)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert out.min() >= img.min() and out.max() <= img.max()
+
+
+def test_deterministic_and_changes_pixels(tiny):
+    img = np.random.rand(1, 64, 64).astype(np.float32)
+    t = DeformAnonymize(tiny)
+    a, b = t(img), t(img)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, img)
+
+
+def test_full_resolution_image_is_deformed_at_full_resolution():
+    """The flow is computed at the working size and applied at the input's size."""
+    with pytest.warns(UserWarning, match="not a FlowFieldGenerator"):
+        t = DeformAnonymize(ConstantFlow(), mu=0.01, smoothing="displacement", working_size=32)
+    ramp = np.tile(np.arange(512, dtype=np.float64), (1, 300, 1))
+    out = t(ramp)
+    # zero padding of the smoothing at 32 px reaches 4/31 of the width: look further inside
+    assert np.allclose(out[0, 80:-80, 80:-80], ramp[0, 80:-80, 80:-80] - 0.01 * 511 / 2, atol=1e-3)
+
+
+def test_not_invertible_and_nothing_recorded(tiny):
+    assert not isinstance(DeformAnonymize(tiny), InvertibleTransform)
+    assert not hasattr(DeformAnonymize(tiny), "inverse")
+    meta = {
+        "filename_or_obj": "/archive/00000123_004.png",
+        "PatientName": "DOE^JOHN",
+        "0010|0020": "00000123",
+        "affine": torch.eye(4),
+    }
+    img = MetaTensor(torch.rand(1, 32, 32), meta=meta)
+    img.applied_operations = [{"class": "Resize", "extra_info": {"note": "00000123"}}]
+    out = DeformAnonymize(tiny, name_key="k")(img)
+    assert out.applied_operations == []
+    assert set(out.meta) <= {"affine", "original_affine", "spatial_shape", "original_channel_dim", "space", "filename_or_obj"}
+    assert "00000123" not in out.meta["filename_or_obj"] and out.meta["filename_or_obj"].endswith(".png")
+    assert out.meta["filename_or_obj"] == pseudonymize_name("00000123_004.png", "k")
+    assert not any(torch.is_tensor(v) and v.ndim >= 3 for v in out.meta.values())  # no flow field
+
+
+def test_dictionary_version_and_aliases(tiny):
+    assert DeformAnonymizeD is DeformAnonymized
+    data = {
+        "image": MetaTensor(torch.rand(1, 32, 48), meta={"PatientID": "X1"}),
+        "image_meta_dict": {"PatientID": "X1", "filename_or_obj": "X1.dcm"},
+        "label": 3,
+    }
+    out = Compose([DeformAnonymized(keys="image", generator=tiny)])(data)
+    assert out["image"].shape == (1, 32, 48) and out["label"] == 3
+    assert "PatientID" not in out["image"].meta and "PatientID" not in out["image_meta_dict"]
+    with pytest.raises(KeyError):
+        DeformAnonymized(keys="other", generator=tiny)(data)
+    assert "image" in DeformAnonymized(keys="other", generator=tiny, allow_missing_keys=True)(data)
+
+
+def test_generator_from_checkpoint_path_takes_its_mu(tmp_path, tiny):
+    path = save_checkpoint(tmp_path / "g.pt", PriCheXyNet(tiny.generator, mu=0.005, working_size=32))
+    t = DeformAnonymize(str(path), working_size=32)
+    assert t.network.mu == 0.005
+    img = np.random.rand(1, 32, 32).astype(np.float32)
+    assert np.allclose(t(img), DeformAnonymize(PriCheXyNet(tiny.generator, mu=0.005, working_size=32))(img))
+
+
+def test_bad_arguments_and_inputs(tiny):
+    with pytest.raises(ValueError, match="mu is required"):
+        DeformAnonymize(FlowFieldGenerator(init_features=2))
+    with pytest.raises(TypeError, match="generator"):
+        DeformAnonymize(42, mu=0.01)
+    with pytest.raises(ValueError, match="smoothing"):
+        DeformAnonymize(tiny, smoothing="blur")
+    t = DeformAnonymize(tiny)
+    for bad, match in [
+        (np.zeros((32, 32)), r"\(1, H, W\)"),
+        (np.zeros((3, 32, 32)), r"\(1, H, W\)"),
+        (np.zeros((1, 1, 32)), "too small"),
+        (np.full((1, 8, 8), np.nan), "NaN"),
+        (np.full((1, 8, 8), np.inf), "NaN or infinite"),
+        (np.zeros((1, 8, 8), dtype=bool), "boolean"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            t(bad)
+
+
+def test_risky_mu_warns():
+    g = FlowFieldGenerator(init_features=2)
+    with pytest.warns(UserWarning, match="too small"):
+        DeformAnonymize(g, mu=1e-5)
+    with pytest.warns(UserWarning, match="large utility cost"):
+        DeformAnonymize(g, mu=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DeformAnonymize(g, mu=0.01)
+
+
+def test_constant_image_stays_constant(tiny):
+    img = np.full((1, 32, 32), 7, dtype=np.uint16)
+    assert np.array_equal(DeformAnonymize(tiny)(img), img)
+
+
+def test_dppix_pixelizes_adds_laplace_noise_and_clips():
+    img = np.random.rand(1, 32, 32).astype(np.float32)
+    t = DPPix(b=4, m=1, eps=100.0)
+    t.set_random_state(0)
+    out = t(img)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert np.all((out >= 0) & (out <= 1))
+    cells = out[0].reshape(8, 4, 8, 4)
+    assert np.allclose(cells, cells[:, :1, :, :1])  # constant within each 4x4 cell
+    assert t.scale == pytest.approx(1 / (16 * 100))
+    t2 = DPPix(b=4, m=1, eps=100.0)
+    t2.set_random_state(0)
+    assert np.array_equal(t2(img), out)
+    noisy = DPPix(b=1, m=1, eps=0.1).set_random_state(1)(img)
+    assert np.mean((noisy == 0) | (noisy == 1)) > 0.8  # the paper's b=1 setting destroys the image
+
+
+def test_dppix_on_8bit_uses_the_8bit_scale():
+    t = DPPix(b=2, m=1, eps=0.1, intensity_range=(0, 255))
+    assert t.scale == pytest.approx(255 / (4 * 0.1))
+    out = t.set_random_state(0)(np.full((1, 8, 8), 128, dtype=np.uint8))
+    assert out.dtype == np.uint8
+
+
+def test_dppix_errors_and_dictionary_version():
+    with pytest.raises(ValueError, match="does not divide"):
+        DPPix(b=3)(np.zeros((1, 32, 32), dtype=np.float32))
+    with pytest.raises(ValueError, match="positive integer"):
+        DPPix(b=0)
+    with pytest.raises(ValueError, match="eps"):
+        DPPix(eps=0)
+    d = DPPixd(keys=["a", "b"], b=2).set_random_state(0)
+    data = d({"a": torch.rand(1, 8, 8), "b": torch.rand(1, 8, 8)})
+    again = DPPixd(keys=["a", "b"], b=2).set_random_state(0)({"a": torch.rand(1, 8, 8), "b": torch.rand(1, 8, 8)})
+    assert data["a"].shape == (1, 8, 8)
+    assert not torch.equal(data["a"], data["b"])  # independent noise per key
+    assert torch.allclose(data["a"] - again["a"], data["a"] - again["a"])
