@@ -9,7 +9,7 @@ from ignite.engine import Engine
 from sklearn.metrics import roc_auc_score
 
 from monai_prichexy.metrics import (
-    CHESTXRAY14_LABELS,
+    CXR14_LABELS,
     MeanAUC,
     SummaryRow,
     VerificationAUC,
@@ -121,7 +121,7 @@ class TestMeanAUC:
     def test_default_names(self):
         rng = np.random.default_rng(0)
         t = (rng.random((60, 14)) < 0.5).astype(int)
-        assert list(mean_auc(rng.random((60, 14)), t, n_bootstrap=0).per_class) == list(CHESTXRAY14_LABELS)
+        assert list(mean_auc(rng.random((60, 14)), t, n_bootstrap=0).per_class) == list(CXR14_LABELS)
         assert list(mean_auc(rng.random((60, 3)), t[:, :3], n_bootstrap=0).per_class) == [
             "class_0",
             "class_1",

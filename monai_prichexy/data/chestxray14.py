@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..labels import CXR14_LABELS, NO_FINDING
+
 __all__ = [
     "CXR14_LABELS",
     "NO_FINDING",
@@ -43,26 +45,6 @@ __all__ = [
     "load_split",
 ]
 
-CXR14_LABELS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
-"""The 14 ChestX-ray14 findings, in the order of every multi-hot label vector."""
-
-NO_FINDING = "No Finding"
-"""The ChestX-ray14 label meaning "none of the 14 findings" (an all-zero vector)."""
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """Default split names, in order."""

@@ -12,7 +12,7 @@ AUC functions return fractions in [0, 1]; the summary functions take percentages
 """
 
 from .classification import (
-    CHESTXRAY14_LABELS,
+    CXR14_LABELS,
     BinaryAUCResult,
     MeanAUC,
     MeanAUCResult,
@@ -24,7 +24,7 @@ from .summary import SummaryRow, mean_std, privacy_closure, utility_retention
 from .verification import VerificationAUC, patient_pair_weights, verification_auc
 
 __all__ = [
-    "CHESTXRAY14_LABELS",
+    "CXR14_LABELS",
     "BinaryAUCResult",
     "MeanAUC",
     "MeanAUCResult",

@@ -20,36 +20,18 @@ import torch
 from ignite.metrics import EpochMetric
 from sklearn.metrics import roc_auc_score
 
+from ..labels import CXR14_LABELS
+
 from .verification import _as_numpy
 
 __all__ = [
-    "CHESTXRAY14_LABELS",
+    "CXR14_LABELS",
     "MeanAUCResult",
     "BinaryAUCResult",
     "mean_auc",
     "binary_any_finding_auc",
     "MeanAUC",
 ]
-
-#: The 14 ChestX-ray14 findings in the order of the classifier's outputs (paper and
-#: ChestX-ray14 convention); "No Finding" is all zeros.
-CHESTXRAY14_LABELS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
-
 
 @dataclass
 class MeanAUCResult:
@@ -124,8 +106,8 @@ def _parse_probs_targets(probs: Any, targets: Any) -> tuple[np.ndarray, np.ndarr
 
 def _parse_names(label_names: Sequence[str] | None, n_classes: int) -> list[str]:
     if label_names is None:
-        if n_classes == len(CHESTXRAY14_LABELS):
-            return list(CHESTXRAY14_LABELS)
+        if n_classes == len(CXR14_LABELS):
+            return list(CXR14_LABELS)
         return [f"class_{i}" for i in range(n_classes)]
     names = [str(n) for n in label_names]
     if len(names) != n_classes:
@@ -174,7 +156,7 @@ def mean_auc(
     Args:
         probs: ``(N, C)`` scores (probabilities or logits; only their order matters).
         targets: ``(N, C)`` 0/1 multi-label targets.
-        label_names: ``C`` class names; defaults to :data:`CHESTXRAY14_LABELS` when ``C == 14``.
+        label_names: ``C`` class names; defaults to :data:`CXR14_LABELS` when ``C == 14``.
         n_bootstrap: number of resamples; 0 disables the CI.
         ci: confidence level of the interval.
         seed: seed of the resampling (``numpy.random.default_rng``), for reproducible CIs.

@@ -10,24 +10,10 @@ import torch.nn.functional as F
 from monai.networks.nets import DenseNet121
 from torch import nn
 
+from ..labels import CXR14_LABELS
+
 __all__ = ["CXR14_LABELS", "AbnormalityClassifier"]
 
-CXR14_LABELS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
