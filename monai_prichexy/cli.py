@@ -1,0 +1,299 @@
+"""``monai-prichexy``: the data steward's command line.
+
+Subcommands:
+
+* ``anonymize IN OUT``: de-identify headers and deform pixels of every radiograph under IN
+  into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`);
+* ``report ORIGINALS ANONYMIZED``: privacy/utility report of a finished batch;
+* ``demo OUT_DIR``: make a small synthetic input and run both end to end;
+* ``keygen KEY_FILE``: create a de-identification key.
+
+Exit status: 0 success, 1 some files failed (listed at the end), 2 bad arguments or set-up,
+130 interrupted (the output folder stays consistent; rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+__all__ = ["main", "build_parser", "default_key_path"]
+
+KEY_SUFFIX = ".prichexy-key"
+
+
+class CliError(Exception):
+    """A set-up problem reported as ``monai-prichexy: error: ...`` with exit status 2."""
+
+
+def default_key_path(out_dir: str | Path) -> Path:
+    """``<OUT>.prichexy-key`` beside the output folder (never inside it: OUT gets published)."""
+    out = Path(out_dir).resolve()
+    return out.parent / (out.name + KEY_SUFFIX)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _load_key(key_file: str | None, out_dir: Path, in_dir: Path | None = None, create: bool = True):
+    from .dicom import load_or_create_key
+
+    path = Path(key_file) if key_file else default_key_path(out_dir)
+    if _inside(path, out_dir):
+        raise CliError(f"key file {path} is inside the output folder, which is meant to be published; keep it elsewhere")
+    existed = path.exists()
+    if not existed and in_dir is not None and _inside(path, in_dir):
+        raise CliError(f"key file {path} would be created inside the input folder; choose another --key-file")
+    if not existed and not create:
+        raise CliError(f"key file {path} does not exist; pass the --key-file used for the anonymization")
+    try:
+        key = load_or_create_key(path, create=create)
+    except (OSError, ValueError) as err:
+        raise CliError(f"key file {path}: {err}") from None
+    return key, path, not existed
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise CliError(f"--device {name!r}: {err}") from None
+    return name
+
+
+def _build_anonymizer(args, key):
+    from .dicom import DeidConfig
+    from .pipeline import Deformer, FileAnonymizer, WeightsNotFoundError, resolve_weights
+    from .weights import ChecksumMismatchError, UnsafeCheckpointError
+
+    try:
+        weights, expected = resolve_weights(args.weights, args.weights_sha256)
+    except WeightsNotFoundError as err:
+        raise CliError(str(err)) from None
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    try:
+        deformer = Deformer(
+            weights,
+            mu=args.mu,
+            smoothing=args.smoothing,
+            working_size=args.working_size,
+            device=_device(args.device),
+            expected_sha256=expected,
+        )
+    except ValueError as err:  # includes checksum mismatch, unsafe checkpoint, missing mu
+        if isinstance(err, (ChecksumMismatchError, UnsafeCheckpointError)):
+            raise CliError(str(err)) from None
+        raise CliError(f"{weights}: {err}" + ("; pass --mu" if "mu is required" in str(err) else "")) from None
+    deid = DeidConfig(key=key, dates=args.dates, allow_burned_in=args.allow_burned_in)
+    return FileAnonymizer(deformer, deid, jpeg_quality=args.jpeg_quality), weights, expected
+
+
+def _print_listing(title: str, items, count: int, stream) -> None:
+    if not count:
+        return
+    print(f"{title} ({count}):", file=stream)
+    for name, reason in items:
+        print(f"  {name}: {reason}", file=stream)
+    if count > len(items):
+        print(f"  ... and {count - len(items)} more (see the manifest)", file=stream)
+
+
+def cmd_anonymize(args) -> int:
+    from .pipeline import ManifestError, anonymize_tree, check_in_out
+
+    try:
+        in_dir, out_dir = check_in_out(args.input, args.output)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    key, key_path, created = _load_key(args.key_file, out_dir, in_dir)
+    anonymizer, weights, expected = _build_anonymizer(args, key)
+    deformer = anonymizer.deformer
+    err = sys.stderr
+    if not args.quiet:
+        print(f"monai-prichexy {__version__}: {in_dir} -> {out_dir}", file=err)
+        print(
+            f"weights: {weights} (sha256 {deformer.weights_sha256[:16]}..., "
+            f"{'checked' if expected else 'not checked: no checksum known'}); mu={deformer.mu:g}; device={deformer.device}",
+            file=err,
+        )
+        state = "created" if created else "loaded"
+        print(f"key: {key_path} ({state}, fingerprint {key.fingerprint}); keep it secret, never publish it,"
+              " and reuse it to resume or to keep pseudonyms consistent across batches", file=err)
+    try:
+        summary = anonymize_tree(
+            in_dir, out_dir, anonymizer, workers=args.workers, progress=not args.no_progress and not args.quiet
+        )
+    except ManifestError as error:
+        raise CliError(str(error)) from None
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    print(
+        f"{'interrupted' if summary.interrupted else 'done'} in {summary.elapsed:.1f} s: {summary.ok} written, "
+        f"{summary.already_done} already done, {summary.n_failed} failed, {summary.n_skipped} skipped, "
+        f"{summary.ignored} hidden ignored" + (f", {summary.lossy} lossy" if summary.lossy else ""),
+        file=err,
+    )
+    if summary.stale_temp_removed:
+        print(f"removed {summary.stale_temp_removed} temporary files left by an interrupted run", file=err)
+    print(f"outputs: {out_dir}\nmanifest: {summary.manifest}", file=err)
+    _print_listing("FAILED", summary.failed, summary.n_failed, err)
+    _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err)
+    if summary.interrupted:
+        print("interrupted: rerun the same command to resume", file=err)
+    return summary.exit_code
+
+
+def cmd_report(args) -> int:
+    from .pipeline.report import ReportError, build_report
+
+    anonymized = Path(args.anonymized)
+    key, _, _ = _load_key(args.key_file, anonymized, create=False)
+    try:
+        result = build_report(
+            args.originals,
+            anonymized,
+            verifier=args.verifier,
+            classifier=args.classifier,
+            out_dir=args.out,
+            key=key,
+            device=_device(args.device),
+            threshold=args.threshold,
+            verifier_sha256=args.verifier_sha256,
+            classifier_sha256=args.classifier_sha256,
+            progress=not args.no_progress,
+        )
+    except (ReportError, ValueError, FileNotFoundError) as err:
+        raise CliError(str(err)) from None
+    print(f"report: {result.markdown}\nfigure: {result.figure}\nper image: {result.table}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out_dir, weights=args.weights, workers=args.workers, run=not args.no_run)
+
+
+def cmd_keygen(args) -> int:
+    from .dicom import create_key
+
+    try:
+        key = create_key(args.key_file)
+    except FileExistsError:
+        raise CliError(f"{args.key_file} exists; not overwriting a key") from None
+    print(f"created {args.key_file} (fingerprint {key.fingerprint}); keep it secret", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monai-prichexy",
+        description="PriCheXy-Net anonymization of chest radiographs: DICOM header de-identification "
+        "(PS3.15 Annex E) and a learned deformation that hides patient identity in the pixels.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "anonymize",
+        help="anonymize every radiograph under IN into OUT",
+        description="Walk IN recursively (DICOM CR/DX/DR, PNG, JPEG, TIFF, NIfTI) and write anonymized copies "
+        "under OUT with pseudonymized folder and file names. Resumable: rerun the same command after an "
+        "interruption. Exit status 1 when some files failed (they are listed at the end).",
+    )
+    p.add_argument("input", metavar="IN", help="input folder (never modified)")
+    p.add_argument("output", metavar="OUT", help="output folder (created; not inside IN)")
+    p.add_argument("--weights", help="generator checkpoint (default: the bundle's models/model.pt)")
+    p.add_argument("--weights-sha256", help="expected SHA-256 of the weights (default: from the bundle's metadata.json)")
+    p.add_argument("--mu", type=float, help="deformation strength (default: the checkpoint's)")
+    p.add_argument("--smoothing", choices=("grid", "displacement", "none"), help="default: the checkpoint's, else grid")
+    p.add_argument("--working-size", type=int, default=256, help="resolution the generator sees (default 256)")
+    p.add_argument("--key-file", help=f"de-identification key (created if missing; default: OUT{KEY_SUFFIX} beside OUT)")
+    p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads (default 1)")
+    p.add_argument("--dates", choices=("remove", "shift"), default="remove", help="DICOM dates: remove (default) or shift per patient")
+    p.add_argument("--allow-burned-in", action="store_true", help="process DICOM with BurnedInAnnotation=YES (the text stays!)")
+    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs (lossy; default 95)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the final summary")
+    p.set_defaults(func=cmd_anonymize)
+
+    p = sub.add_parser(
+        "report",
+        help="privacy/utility report of an anonymized batch",
+        description="Pair each original with its anonymized copy (through OUT's manifest and the key) and measure "
+        "the verifier's same-patient probability and the classifier's agreement; writes report.md, a histogram "
+        "and a per-image CSV (pseudonyms only).",
+    )
+    p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
+    p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
+    p.add_argument("--verifier", required=True, help="SiameseVerifier checkpoint")
+    p.add_argument("--classifier", required=True, help="AbnormalityClassifier checkpoint")
+    p.add_argument("--out", required=True, help="report folder (not inside ANONYMIZED or ORIGINALS)")
+    p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
+    p.add_argument("--verifier-sha256")
+    p.add_argument("--classifier-sha256")
+    p.add_argument("--threshold", type=float, default=0.5, help="label threshold for agreement (default 0.5)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="make a synthetic demo input and run anonymize + report on it")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--weights", help="generator checkpoint (default: the bundle's, else untrained demo weights)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-run", action="store_true", help="only create the input and print the commands")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("keygen", help="create a new de-identification key file (mode 0600)")
+    p.add_argument("key_file", metavar="KEY_FILE")
+    p.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def _sigterm(signum, frame):  # pragma: no cover - exercised by the resume test through SIGTERM-less SIGKILL
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    warnings.simplefilter("default", UserWarning)
+    if getattr(args, "workers", 1) < 1:
+        parser.error("--workers must be >= 1")
+    try:
+        signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not in the main thread
+        pass
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"monai-prichexy: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""One input file -> one anonymized output file (DICOM, PNG, JPEG, TIFF, NIfTI).
+
+The pixels are deformed by :class:`Deformer`, which is built on
+:class:`~monai_prichexy.transforms.DeformAnonymize` and reproduces its ``__call__`` step by
+step (min-max view, ``PriCheXyNet.sampling_grid`` at the image size, bilinear ``warp`` of the
+image's own values, round and clip to the dtype): for a PNG, TIFF, JPEG or NIfTI array the
+output is exactly ``DeformAnonymize(weights)(array[None])``. Only the network call is
+serialised by a lock; decoding, warping at native size and encoding run in parallel threads.
+
+DICOM (:meth:`FileAnonymizer.anonymize_dicom`): the flow is computed at the working resolution
+from the reader's network view (Modality/VOI LUT, MONOCHROME1 inverted), resampled to the
+native size, and the *stored* values are warped, rounded and clipped to the BitsStored range;
+:func:`monai_prichexy.dicom.write_radiograph` de-identifies the header (PS3.15 Annex E, keyed
+UIDs, DeidentificationMethod naming this tool, its version and mu) and writes it atomically
+with the same rows, columns, bit depth, photometric interpretation and pixel representation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..dicom import DeidConfig, read_radiograph, write_radiograph
+from ..networks import warp
+from ..transforms import DeformAnonymize
+from ..transforms.array import check_radiograph_array
+from ..weights import sha256_file
+from .formats import SUFFIXES, read_image, write_image
+
+__all__ = ["Deformer", "FileAnonymizer", "FileOutcome"]
+
+
+class Deformer:
+    """Thread-safe PriCheXy-Net deformation of 2D arrays, identical to :class:`DeformAnonymize`.
+
+    Args:
+        weights: generator checkpoint path (or anything :class:`DeformAnonymize` accepts).
+        mu: deformation strength; None = the checkpoint's.
+        smoothing: None = the checkpoint's or "grid".
+        working_size: resolution the generator sees (256).
+        device: torch device; None = CPU.
+        expected_sha256: checked before the checkpoint is loaded.
+    """
+
+    def __init__(self, weights, mu=None, smoothing=None, working_size=256, device=None, expected_sha256=None) -> None:
+        self.transform = DeformAnonymize(
+            weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256
+        )
+        self.weights_sha256 = sha256_file(weights) if isinstance(weights, (str, os.PathLike)) else None
+        self._lock = threading.Lock()
+
+    @property
+    def network(self):
+        return self.transform.network
+
+    @property
+    def device(self) -> torch.device:
+        return self.transform.device
+
+    @property
+    def mu(self) -> float:
+        return float(self.network.mu)
+
+    @property
+    def smoothing(self) -> str:
+        return str(self.network.smoothing)
+
+    @property
+    def working_size(self):
+        return self.network.working_size
+
+    def describe(self) -> str:
+        """Text for DeidentificationMethod and the manifest (no PHI)."""
+        sha = f" weights sha256 {self.weights_sha256[:16]}" if self.weights_sha256 else ""
+        return f"PriCheXy-Net pixel deformation mu={self.mu:g} smoothing={self.smoothing}{sha}"
+
+    @torch.no_grad()
+    def sampling_grid(self, view: torch.Tensor, size) -> torch.Tensor:
+        """The network's grid for a (1, 1, h, w) view at ``size``; the network runs one call at a time."""
+        with self._lock:
+            return self.network.sampling_grid(view, size=size)
+
+    @torch.no_grad()
+    def deform(self, values: np.ndarray, view: np.ndarray | None = None, value_range=None) -> np.ndarray:
+        """Deform a ``(rows, cols)`` array; returns the same shape and dtype.
+
+        Args:
+            values: the pixel values to warp (any integer or float dtype).
+            view: the network's view in [0, 1] (same shape); None = min-max of ``values``,
+                exactly as :class:`DeformAnonymize` computes it.
+            value_range: (low, high) to clip integer outputs to; None = the dtype's range.
+        """
+        arr = np.asarray(values)
+        check_radiograph_array(arr[None])
+        image = torch.as_tensor(arr).to(self.device, torch.float32)[None, None]  # (1, 1, H, W)
+        if view is None:
+            low, high = image.min(), image.max()
+            view_t = (image - low) / (high - low) if high > low else torch.zeros_like(image)
+        else:
+            if view.shape != arr.shape:
+                raise ValueError(f"view {view.shape} and values {arr.shape} differ in shape")
+            view_t = torch.as_tensor(np.asarray(view, dtype=np.float32)).to(self.device)[None, None]
+        grid = self.sampling_grid(view_t, image.shape[-2:])
+        del view_t
+        out = warp(image, grid)[0, 0]
+        del grid, image
+        if np.issubdtype(arr.dtype, np.integer):
+            info = np.iinfo(arr.dtype)
+            low, high = (info.min, info.max) if value_range is None else (max(info.min, value_range[0]), min(info.max, value_range[1]))
+            out = out.round().clamp(low, high)
+        return out.cpu().numpy().astype(arr.dtype)
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file; nothing in here names the input.
+
+    Attributes:
+        status: ``"ok"``, ``"failed"`` or ``"skipped"`` (not an image; nothing written).
+        kind: detected format (``"dicom"``, ``"png"``, ...) or None.
+        reason: why it failed or was skipped (no path, no header values).
+        notes: remarks (lossy output, re-encoded transfer syntax, grayscale conversion, ...).
+        lossy: the output is lossy-compressed (JPEG) or the input already was.
+        shape, dtype: of the pixel data written.
+    """
+
+    status: str
+    kind: str | None = None
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    lossy: bool = False
+    shape: tuple[int, int] | None = None
+    dtype: str | None = None
+
+
+class FileAnonymizer:
+    """Anonymize one file into one output path.
+
+    Args:
+        deformer: the pixel deformation.
+        deid: header de-identification options (key, dates, allow_burned_in); its
+            ``method_info`` is filled with :meth:`Deformer.describe` when empty.
+        jpeg_quality: quality of re-encoded JPEG outputs.
+    """
+
+    def __init__(self, deformer: Deformer, deid: DeidConfig, jpeg_quality: int = 95) -> None:
+        if not 1 <= int(jpeg_quality) <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        self.deformer = deformer
+        if not deid.method_info:
+            deid = DeidConfig(
+                key=deid.key,
+                dates=deid.dates,
+                method_info=deformer.describe(),
+                allow_burned_in=deid.allow_burned_in,
+                retain_patient_characteristics=deid.retain_patient_characteristics,
+                max_shift_days=deid.max_shift_days,
+                profile_table=deid.profile_table,
+            )
+        self.deid = deid
+        self.jpeg_quality = int(jpeg_quality)
+
+    @staticmethod
+    def suffix(kind: str) -> str:
+        return SUFFIXES[kind]
+
+    def anonymize(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
+        """Anonymize ``src`` (format ``kind``) into ``dst``; raises on refusal or error."""
+        if kind == "dicom":
+            return self.anonymize_dicom(src, dst)
+        return self.anonymize_image(src, kind, dst)
+
+    def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
+        rad = read_radiograph(src)
+        low, high = rad.value_range
+        warped = self.deformer.deform(rad.stored, view=rad.view, value_range=(low, high))
+        rad_view_shape = rad.view.shape
+        rad.view = None  # free the float view before writing
+        written = write_radiograph(rad, warped, dst, deid=self.deid)
+        notes = list(rad.notes)
+        if written.reencoded and written.reason:
+            notes.append(f"transfer syntax {written.source_transfer_syntax} -> {written.transfer_syntax}: {written.reason}")
+        if written.clipped:
+            notes.append(f"{written.clipped} values clipped to the BitsStored range")
+        if rad.lossy:
+            notes.append("input pixels were lossy-compressed (LossyImageCompression = 01 kept)")
+        return FileOutcome(
+            "ok", "dicom", notes=notes, lossy=rad.lossy, shape=tuple(rad_view_shape), dtype=str(warped.dtype)
+        )
+
+    def anonymize_image(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
+        image = read_image(src, kind)
+        warped = self.deformer.deform(image.array)
+        write_image(image, warped, dst, jpeg_quality=self.jpeg_quality)
+        notes = list(image.notes)
+        if image.lossy_output:
+            notes.append(f"JPEG output is lossy (re-encoded at quality {self.jpeg_quality})")
+        return FileOutcome(
+            "ok", kind, notes=notes, lossy=image.lossy_output, shape=tuple(warped.shape), dtype=str(warped.dtype)
+        )
+
+
+def tool_description() -> str:
+    return f"monai-prichexy {__version__}"

@@ -1,0 +1,106 @@
+"""Which generator weights the pipeline uses, and the checksum they must have.
+
+Default: the bundle's ``bundle/models/model.pt`` next to the installed package
+(``Path(monai_prichexy.__file__).parents[1] / "bundle/models/model.pt"``), checked against the
+SHA-256 recorded in ``bundle/configs/metadata.json`` when that file records one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import monai_prichexy
+
+__all__ = [
+    "WeightsNotFoundError",
+    "TRAIN_HINT",
+    "bundle_root",
+    "default_weights_path",
+    "sha256_from_metadata",
+    "resolve_weights",
+]
+
+TRAIN_HINT = (
+    "train them with `python -m monai.bundle run --config_file bundle/configs/train.json` "
+    "(see bundle/docs/README.md), or pass --weights PATH to a generator checkpoint"
+)
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No generator weights where they were expected."""
+
+
+def bundle_root() -> Path:
+    """The ``bundle/`` folder beside the installed package (a source checkout or editable install)."""
+    return Path(monai_prichexy.__file__).resolve().parents[1] / "bundle"
+
+
+def default_weights_path() -> Path:
+    return bundle_root() / "models" / "model.pt"
+
+
+def _candidates(node: Any, trail: tuple[str, ...] = ()):
+    """(key trail, value) for every 64-hex string under a key that mentions sha256."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _candidates(value, trail + (str(key),))
+    elif isinstance(node, str) and _HEX64.match(node) and any("sha256" in k.lower() for k in trail):
+        yield trail, node.lower()
+
+
+def sha256_from_metadata(metadata_path: str | os.PathLike, weights_name: str = "model.pt") -> str | None:
+    """The SHA-256 a bundle's ``metadata.json`` records for ``weights_name``, or None.
+
+    Any key containing ``sha256`` whose value is 64 hex digits counts (e.g. ``"model_sha256"``,
+    ``{"sha256": {"model.pt": ...}}``, ``{"models": {"model.pt": {"sha256": ...}}}``). With
+    several, the one whose key trail names ``weights_name`` (or its stem, or "model") wins;
+    ambiguity returns None rather than a wrong checksum.
+    """
+    path = Path(metadata_path)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = list(_candidates(meta))
+    if not found:
+        return None
+    if len({value for _, value in found}) == 1:
+        return found[0][1]
+    stem = Path(weights_name).stem.lower()
+    for preference in (weights_name.lower(), stem, "model"):
+        hits = {v for trail, v in found if any(preference == t.lower() or t.lower().startswith(preference + "_") for t in trail)}
+        if len(hits) == 1:
+            return hits.pop()
+    return None
+
+
+def resolve_weights(weights: str | os.PathLike | None = None, sha256: str | None = None) -> tuple[Path, str | None]:
+    """``(weights path, expected SHA-256 or None)`` for the pipeline.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist (the message says how to train it).
+        ValueError: ``sha256`` is not 64 hex digits.
+    """
+    if sha256 is not None and not _HEX64.match(sha256.strip()):
+        raise ValueError(f"--weights-sha256 must be 64 hex digits, got {sha256!r}")
+    if weights is None:
+        path = default_weights_path()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"no generator weights: {path} does not exist; {TRAIN_HINT}")
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsNotFoundError(f"no generator weights at {path}; {TRAIN_HINT}")
+    expected = sha256.strip().lower() if sha256 else None
+    if expected is None:
+        metadata = path.resolve().parent.parent / "configs" / "metadata.json"
+        expected = sha256_from_metadata(metadata, path.name)
+    return path, expected
