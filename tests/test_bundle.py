@@ -1,0 +1,336 @@
+"""The MONAI bundle in ``bundle/``: metadata, inference config, export, weight checksum.
+
+Every test works on a temporary copy of the bundle whose ``models/model.pt`` is a freshly
+initialised, UNTRAINED, small PriCheXyNet state dict (``init_features=2``; a test fixture,
+never committed) with its SHA-256 written into the copy's ``configs/metadata.json``. The
+``monai.bundle`` commands run as subprocesses from the copy's parent folder, as a user types
+them, plus ``--network_def#init_features 2`` to match the small fixture; being independent,
+they run two at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from monai_prichexy.networks import PriCheXyNet
+from monai_prichexy.transforms import DeformAnonymize
+from monai_prichexy.weights import sha256_file
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = REPO_ROOT / "bundle"
+SCHEMA = BUNDLE / "configs" / "schema" / "metadata_schema.json"
+NAME_KEY = "test-secret"
+MU = 0.01
+PHI = ("Doe", "Jane", "PID12345")
+
+INPUT_NAMES = ("00000042_000.png", "00000042_001.png", "Doe_Jane.dcm")
+FEATURES = 2
+SMALL = ("--network_def#init_features", str(FEATURES))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["OMP_NUM_THREADS"] = "1"  # same arithmetic as the single-threaded test process (conftest)
+    return env
+
+
+def _bundle_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _ok(proc: subprocess.CompletedProcess) -> str:
+    """The command's log; fails the test with it when the command failed."""
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(proc.args[2:4])} failed ({proc.returncode}):\n{log[-4000:]}"
+    return log
+
+
+def _write_dicom(path: Path, pixels: np.ndarray) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.PatientName, ds.PatientID, ds.Modality = "Doe^Jane", "PID12345", "CR"
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """``<tmp>/bundle`` (copy with fixture weights), ``<tmp>/in`` (2 PNGs, 1 DICOM, 1 stray file)."""
+    root = tmp_path_factory.mktemp("bundle_test")
+    shutil.copytree(BUNDLE, root / "bundle", ignore=shutil.ignore_patterns("outputs", "eval", "*.pt", "*.ts"))
+    # TEST FIXTURE: untrained weights of a small network_def (init_features=2), never shipped.
+    weights = root / "bundle" / "models" / "model.pt"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(PriCheXyNet(mu=MU, init_features=FEATURES).state_dict(), weights)
+    meta_path = root / "bundle" / "configs" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_sha256"] = sha256_file(weights)
+    meta_path.write_text(json.dumps(meta, indent=4))
+
+    images = root / "in"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in INPUT_NAMES[:2]:
+        Image.fromarray((rng.random((48, 64)) * 200 + 30).astype(np.uint8)).save(images / name)
+    _write_dicom(images / INPUT_NAMES[2], rng.random((40, 56)) * 4000)
+    (images / "notes.txt").write_text("not an image")
+    return root
+
+
+def _reference(path: Path, weights: Path, sha: str):
+    """What the Python API gives: the project's loading chain, then DeformAnonymize(checkpoint)."""
+    from monai_prichexy.data import build_transforms
+
+    image = build_transforms(size=None)({"image": str(path)})["image"]
+    anonymizer = DeformAnonymize(str(weights), mu=MU, expected_sha256=sha, name_key=NAME_KEY)
+    out = anonymizer(image)
+    stem = str(out.meta["filename_or_obj"]).split(".")[0]
+    return stem, out.as_tensor()[0].numpy(), image.as_tensor()[0].numpy()
+
+
+def _outputs(folder: Path) -> dict[str, Path]:
+    return {p.name.split(".")[0]: p for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def cli(workdir: Path) -> dict[str, subprocess.CompletedProcess]:
+    """The ``python -m monai.bundle`` commands, independent of each other, two at a time."""
+    bad = workdir / "bad_sha"  # the same bundle, but metadata.json names other weights
+    shutil.copytree(workdir / "bundle", bad / "bundle")
+    meta_path = bad / "bundle" / "configs" / "metadata.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "model_sha256": "ab" * 32}))
+    (workdir / "export").mkdir()
+    config = ("--meta_file", "bundle/configs/metadata.json", "--config_file", "bundle/configs/inference.json")
+    commands = {
+        "run": (workdir, "run", "--config_file", "bundle/configs/inference.json", "--dataset_dir", "in",
+                "--output_dir", str(workdir / "out_png"), "--name_key", NAME_KEY, *SMALL),
+        "run_bad_sha": (bad, "run", "--config_file", "bundle/configs/inference.json",
+                        "--dataset_dir", str(workdir / "in"), "--output_dir", str(bad / "out"), *SMALL),
+        "verify_metadata": (workdir, "verify_metadata", "--meta_file", "bundle/configs/metadata.json",
+                            "--filepath", "bundle/configs/schema/metadata_schema.json"),
+        "verify_net_in_out": (workdir, "verify_net_in_out", "--net_id", "network_def", *config, "--device", "cpu"),
+        "ckpt_export": (workdir, "ckpt_export", "network_def", "--filepath", str(workdir / "export" / "model.ts"),
+                        "--ckpt_file", "bundle/models/model.pt", *config, "--use_trace", "True", *SMALL),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_bundle_cli, *command) for name, command in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def png_run(workdir: Path, cli) -> Path:
+    _ok(cli["run"])
+    return workdir / "out_png"
+
+
+def test_run_writes_one_pseudonymized_output_per_input(workdir: Path, png_run: Path) -> None:
+    outputs = _outputs(png_run)
+    assert len(outputs) == len(INPUT_NAMES), sorted(outputs)
+    for path in outputs.values():
+        assert path.suffix == ".png" and path.name.startswith("anon_")
+        for name in INPUT_NAMES:
+            assert Path(name).stem not in path.name
+        data = path.read_bytes()
+        assert not any(word.encode() in data for word in PHI)
+
+
+def test_run_pixels_equal_python_api(workdir: Path, png_run: Path) -> None:
+    weights = workdir / "bundle" / "models" / "model.pt"
+    sha = sha256_file(weights)
+    outputs = _outputs(png_run)
+    for name in INPUT_NAMES:
+        stem, expected, original = _reference(workdir / "in" / name, weights, sha)
+        assert stem in outputs, f"{name}: expected output {stem}.png, got {sorted(outputs)}"
+        saved = np.asarray(Image.open(outputs[stem]))
+        assert saved.shape == expected.shape == original.shape  # rows x columns of the input
+        np.testing.assert_array_equal(saved, np.round(expected * 255).astype(np.uint8))
+        assert (saved != np.round(original * 255)).mean() > 0.1  # the deformation changed the image
+
+
+def test_workflow_float_nifti_output_equals_python_api(workdir: Path) -> None:
+    """The bundle used as a library (MONAI Label / hybrid mode), writing float NIfTI."""
+    import random
+
+    import nibabel as nib
+    from monai.bundle import ConfigWorkflow
+
+    out = workdir / "out_nii"
+    workflow = ConfigWorkflow(
+        config_file=str(workdir / "bundle" / "configs" / "inference.json"),
+        logging_file=False,
+        workflow_type="inference",
+        bundle_root=str(workdir / "bundle"),
+        dataset_dir=str(workdir / "in"),
+        output_dir=str(out),
+        name_key=NAME_KEY,
+        output_ext=".nii.gz",
+        output_dtype="$np.float32",
+        output_max=1,
+        **{SMALL[0][2:]: FEATURES},
+    )
+    states = (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng():  # the config seeds the global generators
+        workflow.initialize()
+        assert not workflow.check_properties()  # every required inference property is defined
+        workflow.run()
+        workflow.finalize()
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    weights = workdir / "bundle" / "models" / "model.pt"
+    outputs = _outputs(out)
+    assert len(outputs) == len(INPUT_NAMES)
+    for name in INPUT_NAMES:
+        stem, expected, _ = _reference(workdir / "in" / name, weights, sha256_file(weights))
+        saved = np.asarray(nib.load(outputs[stem]).dataobj, dtype=np.float32)
+        np.testing.assert_array_equal(saved.T, expected)  # NIfTI keeps MONAI's (x, y) order
+        header = gzip.decompress(outputs[stem].read_bytes())[:352]
+        assert not any(word.encode() in header for word in PHI + ("00000042",))
+
+
+def test_checksum_mismatch_refuses_to_run(workdir: Path, cli) -> None:
+    """A model.pt that is not the one metadata.json names is never unpickled, nothing is written."""
+    proc = cli["run_bad_sha"]
+    assert proc.returncode != 0
+    assert "ChecksumMismatchError" in proc.stderr and "refusing to load" in proc.stderr
+    out = workdir / "bad_sha" / "out"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_checksum_refuses_weights(workdir: Path) -> None:
+    """``model_sha256: null`` (a bundle without trained weights) loads no model.pt at all."""
+    from monai.bundle import ConfigParser
+
+    from monai_prichexy.weights import ChecksumMismatchError
+
+    parser = ConfigParser()
+    parser.read_config(str(workdir / "bundle" / "configs" / "inference.json"))
+    parser.read_meta(str(workdir / "bundle" / "configs" / "metadata.json"))
+    parser["_meta_#model_sha256"] = None
+    parser["bundle_root"] = str(workdir / "bundle")
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("load_weights")
+    assert isinstance(info.value.__cause__, ChecksumMismatchError)
+    assert "model_sha256" in str(info.value.__cause__)
+
+
+def test_load_weights_accepts_bare_generator_state_dict(workdir: Path, tmp_path: Path) -> None:
+    """The inference config also loads a bare FlowFieldGenerator state dict (what training exports)."""
+    from monai.bundle import ConfigParser
+
+    net = PriCheXyNet(mu=MU, init_features=FEATURES)
+    net.load_state_dict(torch.load(workdir / "bundle" / "models" / "model.pt", weights_only=True))
+    generator_only = tmp_path / "generator.pt"
+    torch.save(net.generator.state_dict(), generator_only)
+    parser = ConfigParser()
+    parser.read_config(str(workdir / "bundle" / "configs" / "inference.json"))
+    parser.read_meta(str(workdir / "bundle" / "configs" / "metadata.json"))
+    parser["checkpoint"] = str(generator_only)
+    parser["model_sha256"] = sha256_file(generator_only)
+    parser["network_def#init_features"] = FEATURES
+    parser.get_parsed_content("load_weights")
+    loaded = parser.get_parsed_content("network_def").state_dict()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+
+def test_verify_metadata_offline(cli) -> None:
+    """The local schema is used as is: verify_metadata downloads only when --filepath is missing."""
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=str(BUNDLE / "configs" / "metadata.json"), filepath=str(SCHEMA))  # repository's
+    log = _ok(cli["verify_metadata"])  # the copy with the fixture's SHA-256
+    assert "skipped downloading" in log and "verified with no error" in log
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.pop("network_data_format"),
+        lambda m: m.pop("model_sha256"),
+        lambda m: m.update(model_sha256="not-a-sha"),
+        lambda m: m["network_data_format"]["inputs"]["image"].pop("num_channels"),
+        lambda m: m["network_data_format"]["outputs"]["pred"].update(spatial_shape=[1.5]),
+    ],
+)
+def test_schema_rejects_incomplete_metadata(change) -> None:
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    jsonschema.validate(meta, schema)
+    broken = copy.deepcopy(meta)
+    change(broken)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_verify_net_in_out(cli) -> None:
+    """The bundle's network_def as shipped (full size), against the metadata's input and output."""
+    assert "verified with no error" in _ok(cli["verify_net_in_out"])
+
+
+def test_ckpt_export_torchscript_matches_network(workdir: Path, cli) -> None:
+    """Traced TorchScript (PriCheXyNet is not scriptable) with the metadata, same output at 256 px."""
+    from monai.data import load_net_with_metadata
+
+    _ok(cli["ckpt_export"])
+    target = workdir / "export" / "model.ts"
+    ts, meta, extra = load_net_with_metadata(str(target), more_extra_files=("inference.json",))
+    assert meta["model_sha256"] == sha256_file(workdir / "bundle" / "models" / "model.pt")
+    assert json.loads(extra["inference.json"])["network_def"]["_target_"] == "monai_prichexy.networks.PriCheXyNet"
+    net = PriCheXyNet(mu=MU, init_features=FEATURES).eval()
+    net.load_state_dict(torch.load(workdir / "bundle" / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ts(x), net(x), rtol=0, atol=1e-6)
+
+
+def test_repository_bundle_ships_no_unverified_weights() -> None:
+    """Weights only come from the bundle's train config, with their SHA-256 in metadata.json."""
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    weights = BUNDLE / "models" / "model.pt"
+    assert (BUNDLE / "models" / "README.md").is_file()
+    if weights.exists():
+        assert meta["model_sha256"] == sha256_file(weights)
+    else:
+        assert meta["model_sha256"] is None
+    for required in ("LICENSE", "docs/README.md", "configs/logging.conf", "configs/inference.json"):
+        assert (BUNDLE / required).is_file(), required
+    config = json.loads((BUNDLE / "configs" / "inference.json").read_text())
+    for key in ("bundle_root", "device", "network_def", "preprocessing", "inferer", "postprocessing",
+                "dataset", "evaluator", "handlers", "output_dir", "dataset_dir"):
+        assert key in config, key
