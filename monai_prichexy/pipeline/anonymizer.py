@@ -27,7 +27,7 @@ import torch
 
 from .. import __version__
 from ..dicom import DeidConfig, read_radiograph, write_radiograph
-from ..networks import warp
+from ..networks import sampling_grid, warp
 from ..transforms import DeformAnonymize
 from ..transforms.array import check_radiograph_array
 from ..weights import sha256_file
@@ -82,9 +82,15 @@ class Deformer:
 
     @torch.no_grad()
     def sampling_grid(self, view: torch.Tensor, size) -> torch.Tensor:
-        """The network's grid for a (1, 1, h, w) view at ``size``; the network runs one call at a time."""
+        """``PriCheXyNet.sampling_grid(view, size)``, with only the generator call serialised.
+
+        Same operations as :meth:`PriCheXyNet.sampling_grid` (flow at the working size, then
+        :func:`~monai_prichexy.networks.sampling_grid` resampled to ``size``), so the result is
+        identical; the full-size grid of one image is built while the network serves another.
+        """
         with self._lock:
-            return self.network.sampling_grid(view, size=size)
+            flow = self.network.flow(view)
+        return sampling_grid(flow, self.network.mu, self.network.smoothing, size=size)
 
     @torch.no_grad()
     def deform(self, values: np.ndarray, view: np.ndarray | None = None, value_range=None) -> np.ndarray:

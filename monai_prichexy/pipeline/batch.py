@@ -128,8 +128,10 @@ def count_files(in_dir: Path, exclude=()) -> int:
     return sum(1 for entry in walk_files(in_dir, exclude=exclude) if entry.kind == "file")
 
 
-def _scrub(text: str, entry: WalkEntry, in_dir: Path) -> str:
+def _scrub(text: str, entry: WalkEntry, in_dir: Path, out_dir: Path | None = None) -> str:
     """Remove the input's path and name parts from an error message (the manifest is published)."""
+    if out_dir is not None:
+        text = text.replace(os.fspath(out_dir) + os.sep, "").replace(os.fspath(out_dir), "<out>")
     needles = {str(entry.path), os.fspath(in_dir), str(entry.rel)}
     try:
         needles.add(str(entry.path.resolve()))
@@ -189,12 +191,12 @@ class _Runner:
             if guessed and err.reason.startswith("not a DICOM file"):
                 record.update(status="skipped", reason="not a supported image (not copied)")
             else:
-                record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir))
+                record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir, self.out_dir))
         except UnsupportedImageError as err:
-            record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir))
+            record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir, self.out_dir))
         except Exception as err:  # never let one file stop the batch
             logger.debug("file %s failed", fid, exc_info=True)
-            record.update(status="failed", reason=_scrub(f"{type(err).__name__}: {err}", entry, self.in_dir))
+            record.update(status="failed", reason=_scrub(f"{type(err).__name__}: {err}", entry, self.in_dir, self.out_dir))
         record["seconds"] = round(time.perf_counter() - start, 3)
         return record
 
@@ -313,6 +315,7 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, unit="file", desc="anonymizing", disable=not enabled, file=sys.stderr, dynamic_ncols=True, smoothing=0.05
+        total=total, unit="file", desc="anonymizing", disable=not enabled, file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
+        mininterval=0.2 if sys.stderr.isatty() else 5.0,
     )
 

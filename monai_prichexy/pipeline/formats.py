@@ -110,6 +110,12 @@ def detect_format(path: str | os.PathLike, head: bytes) -> str | None:
 # ----------------------------------------------------------------------------- reading
 
 
+def _describe(err: Exception, path: Path) -> str:
+    """``Type: message`` without the file's path (the message already starts with it)."""
+    text = str(err).replace(repr(os.fspath(path)), "the file").replace(os.fspath(path), "the file")
+    return f"{type(err).__name__}: {text}"
+
+
 def _gray_from_pil(img, path) -> tuple[np.ndarray, list[str]]:
     """(rows, cols) array of a PIL image; RGB(A)/LA/P only when the colour carries nothing."""
     mode = img.mode
@@ -171,7 +177,7 @@ def _read_pil(path: Path, fmt: str) -> ImageFile:
     except UnsupportedImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UnsupportedImageError(path, f"cannot decode {fmt.upper()} ({type(err).__name__}: {err})") from None
+        raise UnsupportedImageError(path, f"cannot decode {fmt.upper()} ({_describe(err, path)})") from None
     if "recompressed" in info:
         notes.append(info.pop("recompressed"))
     if min(arr.shape) < 2:
@@ -190,7 +196,7 @@ def _read_nifti(path: Path, fmt: str) -> ImageFile:
     except UnsupportedImageError:
         raise
     except Exception as err:  # nibabel raises many types for corrupt files
-        raise UnsupportedImageError(path, f"cannot read NIfTI ({type(err).__name__}: {err})") from None
+        raise UnsupportedImageError(path, f"cannot read NIfTI ({_describe(err, path)})") from None
     shape = stored.shape
     squeezed = stored.reshape(shape[:2]) if len(shape) >= 2 and int(np.prod(shape[2:])) == 1 else None
     if squeezed is None or len(shape) < 2:
