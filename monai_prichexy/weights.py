@@ -38,6 +38,7 @@ __all__ = [
     "build_network",
     "load_network",
     "load_generator",
+    "load_into_prichexynet",
 ]
 
 CHECKPOINT_FORMAT = "monai_prichexy/1"
@@ -151,12 +152,22 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, t
     return dict(state)
 
 
+def _generator_state(checkpoint: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a PriCheXyNet state dict into the generator's weights and its ``mu``."""
+    state = _strip_prefix(checkpoint["state_dict"], "module.")
+    meta = dict(checkpoint.get("meta", {}))
+    if "mu_value" in state:
+        state = dict(state)
+        meta.setdefault("mu", float(state.pop("mu_value")))
+    return _strip_prefix(state, "generator."), meta
+
+
 def build_network(checkpoint: Mapping[str, Any], network: str | None = None, **kwargs: Any) -> nn.Module:
     """Rebuild a network from a loaded checkpoint and load its weights (strict)."""
     name = checkpoint.get("network") or network
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; expected one of {sorted(NETWORKS)}")
-    state = _strip_prefix(_strip_prefix(checkpoint["state_dict"], "module."), "generator.")
+    state = _strip_prefix(_generator_state(checkpoint)[0], "module.")
     arguments = {**checkpoint.get("network_kwargs", {}), **kwargs}
     if name in ("FlowFieldGenerator", "PrivacyNetEncoder") and "encoders.0.0.weight" in state:
         arguments.setdefault("init_features", int(state["encoders.0.0.weight"].shape[0]))
@@ -185,7 +196,31 @@ def load_generator(
     path: str | os.PathLike, expected_sha256: str | None = None
 ) -> tuple[FlowFieldGenerator, dict[str, Any]]:
     """Load a :class:`FlowFieldGenerator` (from our checkpoint, a bundle model.pt or a PriCheXyNet state)."""
-    model, meta = load_network(path, network="FlowFieldGenerator", expected_sha256=expected_sha256)
+    checkpoint = load_checkpoint(path, expected_sha256=expected_sha256)
+    try:
+        model = build_network(checkpoint, network="FlowFieldGenerator")
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if not isinstance(model, FlowFieldGenerator):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a FlowFieldGenerator")
-    return model, meta
+    return model, _generator_state(checkpoint)[1]
+
+
+def load_into_prichexynet(
+    network: PriCheXyNet, path: str | os.PathLike, expected_sha256: str | None = None
+) -> PriCheXyNet:
+    """Load generator weights into ``network`` (strict) and take the file's ``mu`` when it has one.
+
+    Used by the bundle's ``initialize``: ``models/model.pt`` may be a PriCheXyNet state dict
+    (``generator.*`` and ``mu_value``), a bare generator state dict, or our checkpoint.
+    """
+    generator, meta = load_generator(path, expected_sha256=expected_sha256)
+    try:
+        network.generator.load_state_dict(generator.state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit the bundle's network_def: {str(err).splitlines()[0]}") from None
+    if "mu" in meta:
+        network.mu = meta["mu"]
+    if "smoothing" in meta:
+        network.smoothing = meta["smoothing"]
+    return network

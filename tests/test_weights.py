@@ -11,6 +11,7 @@ from monai_prichexy.weights import (
     UnsafeCheckpointError,
     load_checkpoint,
     load_generator,
+    load_into_prichexynet,
     load_network,
     save_checkpoint,
     sha256_file,
@@ -42,10 +43,23 @@ def test_other_networks_round_trip(tmp_path, network):
 def test_bare_state_dict_of_generator_or_bundle_network_loads(tmp_path):
     g = FlowFieldGenerator(init_features=3)
     torch.save(g.state_dict(), tmp_path / "bare.pt")
-    torch.save(PriCheXyNet(g, working_size=32).state_dict(), tmp_path / "bundle.pt")
-    for name in ("bare.pt", "bundle.pt"):
+    torch.save(PriCheXyNet(g, mu=0.005, working_size=32).state_dict(), tmp_path / "bundle.pt")
+    for name, expected_meta in (("bare.pt", {}), ("bundle.pt", {"mu": 0.005})):
         loaded, meta = load_generator(tmp_path / name)
-        assert loaded.init_features == 3 and meta == {}
+        assert loaded.init_features == 3 and meta == expected_meta
+
+
+def test_mu_travels_with_a_prichexynet_state_dict(tmp_path):
+    trained = PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.005, working_size=32)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    fresh = PriCheXyNet(mu=0.01, working_size=32, init_features=2)
+    load_into_prichexynet(fresh, tmp_path / "model.pt")
+    assert fresh.mu == 0.005
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    fresh.load_state_dict(trained.state_dict())  # the plain MONAI way (ckpt_export) gives the same mu
+    assert fresh.mu == 0.005
+    with pytest.raises(ValueError, match="network_def"):
+        load_into_prichexynet(PriCheXyNet(init_features=4, working_size=32), tmp_path / "model.pt")
 
 
 class _Evil:

@@ -3,7 +3,8 @@
 ``forward(x)`` takes (B, 1, H, W) images scaled to [0, 1] and returns the anonymized images.
 The flow is computed at ``working_size`` (256 in the paper) and its displacement resampled
 to (H, W), so the same network deforms a 256-px training image and a native-size radiograph.
-This is the bundle's ``network_def`` and what ``ckpt_export`` traces.
+This is the bundle's ``network_def`` and what ``ckpt_export`` traces; its state dict holds the
+generator's weights (``generator.*``) and the strength ``mu_value`` it was trained for.
 """
 
 from __future__ import annotations
@@ -52,9 +53,21 @@ class PriCheXyNet(nn.Module):
         if not 0 <= float(mu) <= 1:
             raise ValueError(f"mu must be in [0, 1], got {mu}")
         self.generator = generator if generator is not None else FlowFieldGenerator(init_features=init_features)
-        self.mu = float(mu)
+        # a buffer, so that the strength the generator was trained for travels with its weights
+        self.register_buffer("mu_value", torch.tensor(float(mu), dtype=torch.float64))
         self.smoothing = _check_mode(smoothing)
         self.working_size = _parse_size(working_size)
+
+    @property
+    def mu(self) -> float:
+        """Deformation strength (stored in the state dict as ``mu_value``)."""
+        return float(self.mu_value)
+
+    @mu.setter
+    def mu(self, value: float) -> None:
+        if not 0 <= float(value) <= 1:
+            raise ValueError(f"mu must be in [0, 1], got {value}")
+        self.mu_value.fill_(float(value))
 
     def flow(self, view: torch.Tensor) -> torch.Tensor:
         """The generator's flow field at the working size for a (B, 1, H, W) view in [0, 1]."""
