@@ -1,11 +1,10 @@
 """One input file -> one anonymized output file (DICOM, PNG, JPEG, TIFF, NIfTI).
 
-The pixels are deformed by :class:`Deformer`, which is built on
-:class:`~monai_prichexy.transforms.DeformAnonymize` and reproduces its ``__call__`` step by
-step (min-max view, ``PriCheXyNet.sampling_grid`` at the image size, bilinear ``warp`` of the
-image's own values, round and clip to the dtype): for a PNG, TIFF, JPEG or NIfTI array the
-output is exactly ``DeformAnonymize(weights)(array[None])``. Only the network call is
-serialised by a lock; decoding, warping at native size and encoding run in parallel threads.
+The pixels are deformed by :class:`Deformer`, a thin adapter over
+:meth:`~monai_prichexy.transforms.DeformAnonymize.deform_values` (the code path of
+``DeformAnonymize.__call__``): for a PNG, TIFF, JPEG or NIfTI array the output is exactly
+``DeformAnonymize(weights)(array[None])``. Only the network call is serialised by a lock;
+decoding, warping at native size and encoding run in parallel threads.
 
 DICOM (:meth:`FileAnonymizer.anonymize_dicom`): the flow is computed at the working resolution
 from the reader's network view (Modality/VOI LUT, MONOCHROME1 inverted), resampled to the
@@ -27,7 +26,6 @@ import torch
 
 from .. import __version__
 from ..dicom import DeidConfig, read_radiograph, write_radiograph
-from ..networks import sampling_grid, warp
 from ..transforms import DeformAnonymize
 from ..transforms.array import check_radiograph_array
 from ..weights import sha256_file
@@ -81,20 +79,8 @@ class Deformer:
         return f"PriCheXy-Net pixel deformation mu={self.mu:g} smoothing={self.smoothing}{sha}"
 
     @torch.no_grad()
-    def sampling_grid(self, view: torch.Tensor, size) -> torch.Tensor:
-        """``PriCheXyNet.sampling_grid(view, size)``, with only the generator call serialised.
-
-        Same operations as :meth:`PriCheXyNet.sampling_grid` (flow at the working size, then
-        :func:`~monai_prichexy.networks.sampling_grid` resampled to ``size``), so the result is
-        identical; the full-size grid of one image is built while the network serves another.
-        """
-        with self._lock:
-            flow = self.network.flow(view)
-        return sampling_grid(flow, self.network.mu, self.network.smoothing, size=size)
-
-    @torch.no_grad()
     def deform(self, values: np.ndarray, view: np.ndarray | None = None, value_range=None) -> np.ndarray:
-        """Deform a ``(rows, cols)`` array; returns the same shape and dtype.
+        """Deform a ``(rows, cols)`` array with :meth:`DeformAnonymize.deform_values`; same shape and dtype.
 
         Args:
             values: the pixel values to warp (any integer or float dtype).
@@ -104,18 +90,8 @@ class Deformer:
         """
         arr = np.asarray(values)
         check_radiograph_array(arr[None])
-        image = torch.as_tensor(arr).to(self.device, torch.float32)[None, None]  # (1, 1, H, W)
-        if view is None:
-            low, high = image.min(), image.max()
-            view_t = (image - low) / (high - low) if high > low else torch.zeros_like(image)
-        else:
-            if view.shape != arr.shape:
-                raise ValueError(f"view {view.shape} and values {arr.shape} differ in shape")
-            view_t = torch.as_tensor(np.asarray(view, dtype=np.float32)).to(self.device)[None, None]
-        grid = self.sampling_grid(view_t, image.shape[-2:])
-        del view_t
-        out = warp(image, grid)[0, 0]
-        del grid, image
+        view_t = None if view is None else torch.as_tensor(np.asarray(view, dtype=np.float32))
+        out = self.transform.deform_values(torch.as_tensor(arr), view=view_t)
         if np.issubdtype(arr.dtype, np.integer):
             info = np.iinfo(arr.dtype)
             low, high = (info.min, info.max) if value_range is None else (max(info.min, value_range[0]), min(info.max, value_range[1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -14,7 +15,7 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends
 from torch import nn
 
-from ..networks import FlowFieldGenerator, PriCheXyNet, warp
+from ..networks import FlowFieldGenerator, PriCheXyNet, sampling_grid, warp
 from ..networks.deformation import SMOOTHING_MODES
 from ..weights import load_generator
 from .meta import strip_phi_meta
@@ -105,7 +106,17 @@ class DeformAnonymize(Transform):
             parameter.requires_grad_(False)
         self.strip_meta = strip_meta
         self.name_key = name_key
+        self._lock = threading.Lock()
         self._warn_if_risky(self.network.mu)
+
+    def __getstate__(self) -> dict:  # locks do not pickle (DataLoader workers, deepcopy)
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @staticmethod
     def _parse_generator(generator, mu, smoothing, working_size, expected_sha256) -> PriCheXyNet:
@@ -140,13 +151,31 @@ class DeformAnonymize(Transform):
             warnings.warn(f"mu = {mu} moves pixels by up to {mu * 127.5:.1f} px at 256 px: expect a large utility cost", stacklevel=3)
 
     @torch.no_grad()
+    def deform_values(self, values: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        """Deform a (H, W) tensor of pixel values; returns float32 (H, W).
+
+        ``view`` is what the generator sees, in [0, 1] and of the same shape (for DICOM: the
+        values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
+        the generator call is serialised, so threads can share one transform.
+        """
+        image = values.to(self.device, torch.float32)[None, None]
+        if view is None:
+            low, high = image.min(), image.max()
+            view = (image - low) / (high - low) if high > low else torch.zeros_like(image)
+        else:
+            if tuple(view.shape) != tuple(values.shape):
+                raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
+            view = view.to(self.device, torch.float32)[None, None]
+        with self._lock:
+            flow = self.network.flow(view)
+        grid = sampling_grid(flow, self.network.mu, self.network.smoothing, size=image.shape[-2:])
+        return warp(image, grid)[0, 0]
+
+    @torch.no_grad()
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         check_radiograph_array(img)
-        values = _as_tensor(img).to(self.device, torch.float32)[None]  # (1, 1, H, W)
-        low, high = values.min(), values.max()
-        view = (values - low) / (high - low) if high > low else torch.zeros_like(values)
-        grid = self.network.sampling_grid(view, size=values.shape[-2:])
-        return _output_like(warp(values, grid)[0], img, self.strip_meta, self.name_key)
+        out = self.deform_values(_as_tensor(img)[0])
+        return _output_like(out[None], img, self.strip_meta, self.name_key)
 
 
 class DPPix(RandomizableTransform):
