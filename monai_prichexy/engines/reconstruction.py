@@ -29,15 +29,22 @@ __all__ = ["create_reconstruction_stage", "anonymizer_meta"]
 def anonymizer_meta(network: nn.Module) -> dict[str, Any]:
     """What an anonymizer network is, for checkpoint meta (kind, mu, smoothing, sizes)."""
     net = getattr(network, "module", network)
+
+    def describe(module: nn.Module) -> dict[str, Any]:
+        try:
+            return {"network": type(module).__name__, "network_kwargs": network_kwargs(module)}
+        except TypeError:  # a custom network
+            return {"network": type(module).__name__}
+
     if isinstance(net, PriCheXyNet):
         return {
             "anonymizer": "prichexy",
             "mu": net.mu,
             "smoothing": net.smoothing,
             "working_size": net.working_size,
-            "network_kwargs": network_kwargs(net.generator),
+            **describe(net.generator),
         }
-    return {"anonymizer": "privacy_net", "network_kwargs": network_kwargs(net)}
+    return {"anonymizer": "privacy_net", **describe(net)}
 
 
 def create_reconstruction_stage(

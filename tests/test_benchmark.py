@@ -1,0 +1,73 @@
+"""The benchmark on tiny data writes JSON + Markdown + PNG with all rows, and resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from monai_prichexy.benchmark import PAPER_TABLE1, main, markdown_table, run_benchmark
+
+from .test_engines_common import tiny_data, tiny_profile  # noqa: F401
+
+ROWS = ["real", "prichexy_mu0.01", "privacy_net", "dppix_b1", "dppix_b2", "dppix_b4", "dppix_b8",
+        "random_deformation_mu0.01"]
+
+
+@pytest.mark.slow
+def test_benchmark_writes_table_json_plot_and_resumes(tiny_data, tmp_path):
+    out = tmp_path / "bench"
+    payload = run_benchmark(tiny_profile(tiny_data, out))
+    for name in ("benchmark.json", "benchmark.md", "benchmark.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    rows = {r["row"]: r for r in payload["rows"]}
+    assert list(rows) == ROWS
+    real = rows["real"]
+    for r in rows.values():
+        assert r["n_attack_seeds"] == 2
+        for key in ("ver_pair_mean", "ver_pair_std", "ver_patient_mean", "map_at_r_mean", "p_at_1_mean",
+                    "cls_mean", "any_auc"):
+            assert r[key] is not None and math.isfinite(r[key]), (r["row"], key)
+        assert r["ver_pair_mean"] == pytest.approx(100 * payload["results"][r["row"]]["privacy"]["auc_pair"]["mean"])
+        if r["privacy_closure_pair"] is not None:
+            expected = (real["ver_pair_mean"] - r["ver_pair_mean"]) / (real["ver_pair_mean"] - 50)
+            assert r["privacy_closure_pair"] == pytest.approx(expected)
+        assert r["utility_retention"] == pytest.approx((r["cls_mean"] - 50) / (real["cls_mean"] - 50))
+    assert rows["prichexy_mu0.01"]["paper"] == PAPER_TABLE1["prichexy_mu0.01"]
+    control = rows["random_deformation_mu0.01"]
+    assert control["matched_to_mu"] == 0.01 and 0 < control["displacement"]["mean_abs"] <= 0.01
+    spec = payload["results"]["random_deformation_mu0.01"]["anonymizer"]
+    assert spec["mean_displacement"] == pytest.approx(control["displacement"]["mean_abs"])
+
+    md = (out / "benchmark.md").read_text()
+    for label in ("real images", "PriCheXy-Net mu=0.01", "Privacy-Net", "DP-Pix b=8", "random deformation",
+                  "pair-weighted", "patient-weighted", "57.7 ± 4.0"):
+        assert label in md, label
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == ROWS and str(tiny_data) not in json.dumps(saved["config"])
+
+    # resumable: nothing is retrained or re-evaluated the second time
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
+    stamps.update({p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")})
+    again = run_benchmark(tiny_profile(tiny_data, out))
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}.items() <= stamps.items()
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}.items() <= stamps.items()
+    assert [r["ver_pair_mean"] for r in again["rows"]] == [r["ver_pair_mean"] for r in payload["rows"]]
+
+
+def test_markdown_table_formats_rows():
+    row = {"method": "x", "ver_pair_mean": 60.0, "ver_pair_std": 2.0, "ver_patient_mean": 55.0, "ver_patient_std": None,
+           "cls_mean": 70.0, "cls_ci": [65.0, 75.0], "any_auc": 72.0, "any_ci": None, "map_at_r_mean": 10.0,
+           "map_at_r_std": 1.0, "p_at_1_mean": 20.0, "p_at_1_std": 3.0, "privacy_closure_pair": 0.5,
+           "privacy_closure_patient": None, "utility_retention": 0.9, "utility_retention_any": 1.0, "paper": None}
+    md = markdown_table([row])
+    line = md.splitlines()[2]
+    assert line.startswith("| x | 60.0 ± 2.0 | 55.0 | 70.0 [65.0, 75.0] | 72.0 | 10.0 ± 1.0 | 20.0 ± 3.0 | 0.50 / - ")
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "--dataset_dir" in capsys.readouterr().out
