@@ -134,7 +134,7 @@ class RowsFirst(Transform):
     MONAI's readers return the first spatial axis along the image width (x). This swaps the two
     spatial axes (and the affine's columns) so that the array matches ``numpy.asarray`` of the
     PIL image and pydicom's ``pixel_array``. A trailing singleton axis (ITK reads a 2D DICOM as
-    ``(x, y, 1)``) is squeezed first.
+    ``(x, y, 1)``) is squeezed first; ``spatial_shape`` in the meta dict is updated to match.
 
     Raises:
         ValueError: for a true 3D volume.
@@ -152,6 +152,7 @@ class RowsFirst(Transform):
             aff = out.affine.clone()
             aff[:, [0, 1]] = aff[:, [1, 0]]
             out.affine = aff
+            out.meta["spatial_shape"] = np.asarray(out.shape[1:])  # SaveImage reads it
         return out
 
 
