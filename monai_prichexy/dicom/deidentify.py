@@ -551,6 +551,92 @@ class _Cleaner:
                 elem.value = self.remap(elem.value)
 
 
+# ------------------------------------------------------- echoes of removed identifiers
+
+_FREE_TEXT_VRS = ("SH", "LO", "ST", "LT", "UT", "UC", "PN")
+_ECHO_NAMES = ("PatientName", "PatientBirthName", "PatientMotherBirthName", "OtherPatientNames")
+_ECHO_IDS = (
+    "PatientID", "OtherPatientIDs", "AccessionNumber", "PatientAddress", "PatientTelephoneNumbers",
+    "MedicalRecordLocator", "IssuerOfPatientID",
+)
+
+
+def _values(elem_value) -> list[str]:
+    if elem_value is None:
+        return []
+    if isinstance(elem_value, (list, tuple, MultiValue)):
+        return [str(v) for v in elem_value]
+    return [str(elem_value)]
+
+
+def _echo_patterns(ds: Dataset) -> list[re.Pattern]:
+    """The patient's own identifiers in ``ds`` (names and their parts, ids, dates in several
+    spellings), as patterns for text that the profile keeps but that repeats them.
+
+    PS3.15 Table E.1-1 does not list every free-text attribute (e.g. Window Center & Width
+    Explanation, Detector Description, Acquisition Protocol Name), so a name, id or birth
+    date typed into one of them would otherwise survive.
+    """
+    texts: set[str] = set()
+    words: set[str] = set()
+
+    def visit(data: Dataset) -> None:
+        for elem in data:
+            if elem.VR == "SQ":
+                for item in elem.value or []:
+                    visit(item)
+                continue
+            keyword = elem.keyword or ""
+            if keyword in _ECHO_NAMES:
+                for value in _values(elem.value):
+                    for group in value.split("="):
+                        parts = [p.strip() for p in re.split(r"[\^]", group) if p.strip()]
+                        if len(" ".join(parts)) >= 4:
+                            texts.add(" ".join(parts))
+                        for part in parts:
+                            for word in re.split(r"[\s,]+", part):
+                                if len(word.strip(".")) >= 3:
+                                    (texts if len(word) >= 5 else words).add(word)
+            elif keyword in _ECHO_IDS:
+                texts.update(v.strip() for v in _values(elem.value) if len(v.strip()) >= 4)
+            elif elem.VR in ("DA", "DT") and keyword != "":
+                for value in _values(elem.value):
+                    m = re.match(r"^(\d{4})(\d{2})(\d{2})", value.strip())
+                    if m and m[1] >= "1900":
+                        y, mo, d = m.groups()
+                        texts.update({y + mo + d, f"{y}-{mo}-{d}", f"{d}.{mo}.{y}", f"{mo}/{d}/{y}", f"{y}.{mo}.{d}",
+                                      f"{y}/{mo}/{d}", f"{d}/{mo}/{y}"})
+
+    visit(ds)
+    patterns = [re.compile(re.escape(t), re.IGNORECASE) for t in sorted(texts, key=len, reverse=True)]
+    patterns += [re.compile(r"(?<![A-Za-z0-9])" + re.escape(w) + r"(?![A-Za-z0-9])", re.IGNORECASE) for w in sorted(words)]
+    return patterns
+
+
+def _redact_echoes(ds: Dataset, patterns: list[re.Pattern], top: bool = True) -> int:
+    """Overwrite (same length, ``*``) every occurrence of ``patterns`` in free-text elements."""
+    if not patterns:
+        return 0
+    changed = 0
+    for elem in list(ds):
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                changed += _redact_echoes(item, patterns, top=False)
+            continue
+        if elem.VR not in _FREE_TEXT_VRS or (top and int(elem.tag) in (_PATIENT_NAME, _PATIENT_ID)):
+            continue
+        values = _values(elem.value)
+        redacted = []
+        for value in values:
+            for pattern in patterns:
+                value = pattern.sub(lambda m: "*" * len(m.group(0)), value)
+            redacted.append(value)
+        if redacted != values:
+            elem.value = redacted if len(redacted) > 1 else redacted[0]
+            changed += 1
+    return changed
+
+
 def _patient_key(ds: Dataset) -> str:
     pid = str(ds.get("PatientID", "") or "").strip()
     if pid:
@@ -622,6 +708,7 @@ def deidentify(ds: Dataset, config: DeidConfig, *, keep_pixel_data: bool = True)
     out = _copy_dataset(ds, keep_pixel_data)
     cleaner = _Cleaner(config, pseudonym, offset)
     cleaner.clean(out, top=True)
+    cleaner.replaced += _redact_echoes(out, _echo_patterns(ds))
 
     # SOP Instance UID is Type 1: make sure there is one
     old_meta = getattr(ds, "file_meta", None)

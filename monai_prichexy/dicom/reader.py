@@ -454,5 +454,7 @@ def read_radiograph(path: str | os.PathLike) -> Radiograph:
         raise _refuse(path, "file not found")
     if path.is_dir():
         raise _refuse(path, "is a directory, not a DICOM file")
+    if not path.is_file():  # opening a FIFO would block forever, a device may never end
+        raise _refuse(path, "not a regular file (FIFO, device or socket)")
     ds = _read_dataset(path)
     return radiograph_from_dataset(ds, path)
