@@ -71,3 +71,21 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0 and "--dataset_dir" in capsys.readouterr().out
+
+
+def test_profiles_are_complete():
+    from pathlib import Path
+
+    from monai_prichexy.engines.experiment import DEFAULT_PROFILE, deep_update, load_profile
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    paper = json.loads((configs / "benchmark_paper.json").read_text())
+    # the paper profile is the built-in default, written out
+    assert deep_update(DEFAULT_PROFILE, paper) == {**DEFAULT_PROFILE, "output_dir": paper["output_dir"]}
+    assert paper["data"]["image_size"] == 256 and paper["stages"]["adversarial"]["max_epochs"] == 250
+    assert len(paper["stages"]["attack"]["seeds"]) == 10 and paper["networks"]["verifier"]["backbone"] == "resnet50"
+    cpu = load_profile(configs / "benchmark_cpu.json")
+    assert cpu["data"]["image_dir"] == "images64" and cpu["data"]["image_size"] == 64
+    assert set(cpu) == set(DEFAULT_PROFILE) and cpu["benchmark"]["dppix"]["b"] == [1, 2, 4, 8]
+    over = load_profile(configs / "benchmark_cpu.json", {"stages.attack.seeds": [0]})
+    assert over["stages"]["attack"]["seeds"] == [0]

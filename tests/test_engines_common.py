@@ -130,3 +130,13 @@ def test_data_module_degrade_and_loader(tiny_data):
     with pytest.raises(FileNotFoundError):
         DataModule(tiny_data / "nope")
     assert torch.is_tensor(x)
+
+
+def test_data_module_cache_gives_the_same_items(tiny_data):
+    lazy = DataModule(tiny_data, image_size=32, num_pairs={"train": 16, "val": 8, "test": None})
+    cached = DataModule(tiny_data, image_size=32, num_pairs={"train": 16, "val": 8, "test": None}, cache_rate=1.0)
+    a, b = lazy.pair_dataset("val")[3], cached.pair_dataset("val")[3]
+    assert torch.equal(torch.as_tensor(a["image1"]), torch.as_tensor(b["image1"])) and torch.equal(a["label"], b["label"])
+    assert cached.pair_dataset("val") is cached.pair_dataset("val")  # built once
+    with pytest.raises(ValueError):
+        DataModule(tiny_data, cache_rate=2.0)

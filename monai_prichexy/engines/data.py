@@ -18,6 +18,7 @@ from typing import Any
 
 import ignite.distributed as idist
 import numpy as np
+from monai.data import CacheDataset
 from monai.transforms import Compose, Resized
 from torch.utils.data import DataLoader, Dataset
 
@@ -96,6 +97,9 @@ class DataModule:
         max_images: keep at most this many images per split (first ones, for smoke tests).
         seed: seed of the split (when random) and of the pair sampling.
         num_workers: loader workers.
+        cache_rate: 0 (default) reads every image lazily at every epoch; > 0 keeps that fraction
+            of the preprocessed items in memory (``monai.data.CacheDataset``) -- only for small
+            data such as the 64-px subset, never for the full ChestX-ray14 folder.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class DataModule:
         max_images: int | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        cache_rate: float = 0.0,
     ) -> None:
         self.dataset_dir = Path(dataset_dir)
         if not self.dataset_dir.is_dir():
@@ -129,6 +134,10 @@ class DataModule:
         self.max_images = max_images
         self.seed = int(seed)
         self.num_workers = int(num_workers)
+        if not 0.0 <= float(cache_rate) <= 1.0:
+            raise ValueError(f"cache_rate must be in [0, 1], got {cache_rate}")
+        self.cache_rate = float(cache_rate)
+        self._cache: dict[tuple[str, str], Dataset] = {}
         self._splits: dict[str, list[CXR14Record]] | None = None
         self._pairs: dict[str, list[VerificationPair]] | None = None
         if self.image_dir.name == "images" and (self.dataset_dir / "images64").is_dir() and self.degrade_to is None:
@@ -210,21 +219,33 @@ class DataModule:
             ]
         )
 
-    def image_dataset(self, split: str) -> ChestXray14Dataset:
-        """Lazy ``{"image", "label"}`` dataset of one split."""
-        return ChestXray14Dataset(
+    def _cached(self, kind: str, split: str, dataset: Dataset) -> Dataset:
+        if self.cache_rate <= 0:
+            return dataset
+        key = (kind, split)
+        if key not in self._cache:
+            self._cache[key] = CacheDataset(
+                dataset.data, dataset.transform, cache_rate=self.cache_rate, num_workers=None, progress=False
+            )
+        return self._cache[key]
+
+    def image_dataset(self, split: str) -> Dataset:
+        """Lazy ``{"image", "label"}`` dataset of one split (cached when ``cache_rate > 0``)."""
+        ds = ChestXray14Dataset(
             self.image_dir, self.records(split), size=self.image_size, transform=self.transform(("image",))
         )
+        return self._cached("image", split, ds)
 
-    def pair_dataset(self, split: str) -> ChestXray14PairDataset:
+    def pair_dataset(self, split: str) -> Dataset:
         """Lazy ``{"image1", "image2", "label" (same patient), "labels1", "labels2"}`` dataset of one split."""
-        return ChestXray14PairDataset(
+        ds = ChestXray14PairDataset(
             self.image_dir,
             self.pairs(split),
             self.records(split),
             size=self.image_size,
             transform=self.transform(("image1", "image2")),
         )
+        return self._cached("pair", split, ds)
 
     def loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
         """:func:`make_loader` with this module's ``num_workers``."""

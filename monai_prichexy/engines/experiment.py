@@ -54,6 +54,7 @@ DEFAULT_PROFILE: dict[str, Any] = {
         "max_positive_per_patient": None,
         "max_images": None,
         "num_workers": 4,
+        "cache_rate": 0.0,
     },
     "networks": {
         "generator": {"init_features": 32},
