@@ -293,6 +293,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # e.g. the disk filled up while writing the manifest
+        print(f"monai-prichexy: error: {err}; outputs written so far are complete, rerun to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

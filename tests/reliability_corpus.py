@@ -279,8 +279,10 @@ def _dcm_without(keyword: str) -> Callable[[Path], Path]:
 
 
 def _dcm_set(**values) -> Callable[[Path], Path]:
+    bits = values.pop("_bits", 12)
+
     def build(path: Path) -> Path:
-        ds = _small_ds(bits_stored=values.pop("_bits", 12))
+        ds = _small_ds(bits_stored=bits)
         for keyword, value in values.items():
             setattr(ds, keyword, value)
         return _save_ds(ds, path)

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..dicom import DeidConfig, read_radiograph, write_radiograph
+from ..dicom import DeidConfig, DeidentificationError, UnsupportedDicomError, read_radiograph, write_radiograph
 from ..transforms import DeformAnonymize
 from ..transforms.array import check_radiograph_array
 from ..weights import sha256_file
-from .formats import SUFFIXES, read_image, write_image
+from .formats import SUFFIXES, UnsupportedImageError, read_image, write_image
 
 __all__ = ["Deformer", "FileAnonymizer", "FileOutcome"]
 
@@ -153,10 +153,21 @@ class FileAnonymizer:
         return SUFFIXES[kind]
 
     def anonymize(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
-        """Anonymize ``src`` (format ``kind``) into ``dst``; raises on refusal or error."""
-        if kind == "dicom":
-            return self.anonymize_dicom(src, dst)
-        return self.anonymize_image(src, kind, dst)
+        """Anonymize ``src`` (format ``kind``) into ``dst``; raises on refusal or error (naming ``src``)."""
+        try:
+            if kind == "dicom":
+                return self.anonymize_dicom(src, dst)
+            return self.anonymize_image(src, kind, dst)
+        except (UnsupportedDicomError, UnsupportedImageError):
+            raise  # their messages start with the file already
+        except (DeidentificationError, ValueError) as err:  # burned-in text, NaN / infinite pixels, ...
+            if os.fspath(src) in str(err):
+                raise
+            try:
+                named = type(err)(f"{os.fspath(src)}: {err}")
+            except Exception:  # an exception class with another signature
+                named = ValueError(f"{os.fspath(src)}: {type(err).__name__}: {err}")
+            raise named from None
 
     def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
         rad = read_radiograph(src)

@@ -97,7 +97,9 @@ def detect_format(path: str | os.PathLike, head: bytes) -> str | None:
         return "tiff"
     if name.endswith(".nii.gz") and head.startswith(b"\x1f\x8b"):
         return "nifti-gz"
-    if name.endswith(".nii") and len(head) >= 348 and head[344:348] in (b"n+1\x00", b"n+2\x00"):
+    if name.endswith(".nii") and (
+        (len(head) >= 348 and head[344:348] == b"n+1\x00") or head[4:8] == b"n+2\x00"  # NIfTI-2: magic at 4
+    ):
         return "nifti"
     if name == "dicomdir":
         return None
@@ -192,6 +194,11 @@ def _read_nifti(path: Path, fmt: str) -> ImageFile:
         img = nib.load(path, mmap=False)
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise UnsupportedImageError(path, f"{type(img).__name__} is not NIfTI")
+        declared = tuple(int(n) for n in img.header.get_data_shape())  # checked before any data is read
+        if len(declared) < 2 or int(np.prod(declared[2:])) != 1:
+            raise UnsupportedImageError(path, f"NIfTI of shape {declared} is not a single 2D image")
+        if max(declared[:2]) > 16384 or int(np.prod(declared)) > _MAX_PIXELS:
+            raise UnsupportedImageError(path, f"NIfTI of {declared[0]}x{declared[1]} pixels is too large")
         stored = np.asanyarray(img.dataobj.get_unscaled())
     except UnsupportedImageError:
         raise

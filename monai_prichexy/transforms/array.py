@@ -47,14 +47,17 @@ def _as_tensor(img: NdarrayOrTensor) -> torch.Tensor:
     return torch.as_tensor(img)
 
 
-def _output_like(out: torch.Tensor, img: NdarrayOrTensor, strip_meta: bool, name_key: bytes | str | None):
-    """Cast ``out`` back to ``img``'s type and dtype; never record the deformation."""
+def _output_like(out: torch.Tensor, img: NdarrayOrTensor, strip_meta: bool, name_key: bytes | str | None, bounds=None):
+    """Cast ``out`` back to ``img``'s type and dtype (clamped to ``bounds``, exact in that dtype);
+    never record the deformation."""
     dtype = img.dtype if isinstance(img, torch.Tensor) else torch.from_numpy(np.zeros(0, dtype=img.dtype)).dtype
     out = out.detach()
     if not dtype.is_floating_point:
         info = torch.iinfo(dtype)
         out = out.round().clamp(info.min, info.max)
     out = out.to(dtype)
+    if bounds is not None:
+        out = out.clamp(*(b.to(out.device) for b in bounds))
     if isinstance(img, MetaTensor):
         meta = strip_phi_meta(img.meta, name_key) if strip_meta else dict(img.meta)
         ops = [] if strip_meta else list(img.applied_operations)
@@ -152,16 +155,18 @@ class DeformAnonymize(Transform):
 
     @torch.no_grad()
     def deform_values(self, values: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
-        """Deform a (H, W) tensor of pixel values; returns float32 (H, W).
+        """Deform a (H, W) tensor of pixel values; returns float32 (H, W) -- float64 for 64-bit and
+        32-bit integer values, which float32 cannot hold -- within the values' own [min, max].
 
         ``view`` is what the generator sees, in [0, 1] and of the same shape (for DICOM: the
         values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
         the generator call is serialised, so threads can share one transform.
         """
-        image = values.to(self.device, torch.float32)[None, None]
+        wide = values.dtype in (torch.float64, torch.int64, torch.int32) or str(values.dtype) in ("torch.uint32", "torch.uint64")
+        image = values.to(self.device, torch.float64 if wide else torch.float32)[None, None]
+        low, high = image.min(), image.max()
         if view is None:
-            low, high = image.min(), image.max()
-            view = (image - low) / (high - low) if high > low else torch.zeros_like(image)
+            view = ((image - low) / (high - low)).float() if high > low else torch.zeros_like(image, dtype=torch.float32)
         else:
             if tuple(view.shape) != tuple(values.shape):
                 raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
@@ -169,13 +174,16 @@ class DeformAnonymize(Transform):
         with self._lock:
             flow = self.network.flow(view)
         grid = sampling_grid(flow, self.network.mu, self.network.smoothing, size=image.shape[-2:])
-        return warp(image, grid)[0, 0]
+        return warp(image, grid.to(image.dtype))[0, 0].clamp(low, high)  # no rounding drift out of range
 
     @torch.no_grad()
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         check_radiograph_array(img)
-        out = self.deform_values(_as_tensor(img)[0])
-        return _output_like(out[None], img, self.strip_meta, self.name_key)
+        values = _as_tensor(img)
+        out = self.deform_values(values[0])
+        # int64 beyond 2**53 is not exact in float64: clamp again in the integer domain
+        bounds = (values.min(), values.max()) if values.dtype == torch.int64 else None
+        return _output_like(out[None], img, self.strip_meta, self.name_key, bounds=bounds)
 
 
 class DPPix(RandomizableTransform):
