@@ -223,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-sha256", help="expected SHA-256 of the weights (default: from the bundle's metadata.json)")
     p.add_argument("--mu", type=float, help="deformation strength (default: the checkpoint's)")
     p.add_argument("--smoothing", choices=("grid", "displacement", "none"), help="default: the checkpoint's, else grid")
-    p.add_argument("--working-size", type=int, default=256, help="resolution the generator sees (default 256)")
+    p.add_argument(
+        "--working-size", type=int, default=None, help="resolution the generator sees (default: the checkpoint's, else 256)"
+    )
     p.add_argument("--key-file", help=f"de-identification key (created if missing; default: OUT{KEY_SUFFIX} beside OUT)")
     p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads (default 1)")
     p.add_argument("--dates", choices=("remove", "shift"), default="remove", help="DICOM dates: remove (default) or shift per patient")

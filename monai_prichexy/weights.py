@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
+from .networks.deformation import SMOOTHING_MODES
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -153,12 +154,17 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, t
 
 
 def _generator_state(checkpoint: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split a PriCheXyNet state dict into the generator's weights and its ``mu``."""
+    """Split a PriCheXyNet state dict into the generator's weights and its set-up (mu, smoothing, working size)."""
     state = _strip_prefix(checkpoint["state_dict"], "module.")
     meta = dict(checkpoint.get("meta", {}))
+    state = dict(state)
     if "mu_value" in state:
-        state = dict(state)
         meta.setdefault("mu", float(state.pop("mu_value")))
+    if "smoothing_index" in state:
+        meta.setdefault("smoothing", SMOOTHING_MODES[int(state.pop("smoothing_index"))])
+    if "working_size_value" in state:
+        size = [int(v) for v in state.pop("working_size_value")]
+        meta.setdefault("working_size", None if size[0] == 0 else size)
     return _strip_prefix(state, "generator."), meta
 
 
@@ -209,7 +215,7 @@ def load_generator(
 def load_into_prichexynet(
     network: PriCheXyNet, path: str | os.PathLike, expected_sha256: str | None = None
 ) -> PriCheXyNet:
-    """Load generator weights into ``network`` (strict) and take the file's ``mu`` when it has one.
+    """Load generator weights into ``network`` (strict) and take the file's mu, smoothing and working size.
 
     Used by the bundle's ``initialize``: ``models/model.pt`` may be a PriCheXyNet state dict
     (``generator.*`` and ``mu_value``), a bare generator state dict, or our checkpoint.
@@ -223,4 +229,6 @@ def load_into_prichexynet(
         network.mu = meta["mu"]
     if "smoothing" in meta:
         network.smoothing = meta["smoothing"]
+    if "working_size" in meta:
+        network.working_size = meta["working_size"]
     return network

@@ -65,7 +65,10 @@ def test_dicom_keeps_geometry_and_bit_depth(tmp_path, anonymizer, case):
     low, high = rad.value_range
     assert out.stored.dtype == rad.stored.dtype and out.stored.min() >= low and out.stored.max() <= high
     diff = np.abs(out.stored.astype(np.int64) - rad.stored.astype(np.int64))
-    assert diff.max() > 0 and diff.mean() < 0.05 * (high - low)  # deformed, but only slightly
+    # deformed, but only slightly: away from the frame that the paper's zero-padded smoothing
+    # distorts (4 px at the generator's 32-px working size = 1/8 of each side here)
+    interior = diff[rad.stored.shape[0] // 8 : -(rad.stored.shape[0] // 8), rad.stored.shape[1] // 8 : -(rad.stored.shape[1] // 8)]
+    assert diff.max() > 0 and interior.mean() < 0.05 * (high - low)
     assert ds.PatientIdentityRemoved == "YES"
     method = " ".join(ds.DeidentificationMethod)
     assert f"monai_prichexy {__version__}" in method and "mu=0.01" in method

@@ -44,22 +44,35 @@ def test_bare_state_dict_of_generator_or_bundle_network_loads(tmp_path):
     g = FlowFieldGenerator(init_features=3)
     torch.save(g.state_dict(), tmp_path / "bare.pt")
     torch.save(PriCheXyNet(g, mu=0.005, working_size=32).state_dict(), tmp_path / "bundle.pt")
-    for name, expected_meta in (("bare.pt", {}), ("bundle.pt", {"mu": 0.005})):
+    bundle_meta = {"mu": 0.005, "smoothing": "grid", "working_size": [32, 32]}
+    for name, expected_meta in (("bare.pt", {}), ("bundle.pt", bundle_meta)):
         loaded, meta = load_generator(tmp_path / name)
         assert loaded.init_features == 3 and meta == expected_meta
 
 
 def test_mu_travels_with_a_prichexynet_state_dict(tmp_path):
-    trained = PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.005, working_size=32)
+    trained = PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.005, smoothing="displacement", working_size=32)
     torch.save(trained.state_dict(), tmp_path / "model.pt")
-    fresh = PriCheXyNet(mu=0.01, working_size=32, init_features=2)
+    fresh = PriCheXyNet(mu=0.01, working_size=256, init_features=2)
     load_into_prichexynet(fresh, tmp_path / "model.pt")
-    assert fresh.mu == 0.005
+    assert (fresh.mu, fresh.smoothing, fresh.working_size) == (0.005, "displacement", (32, 32))
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
-    fresh.load_state_dict(trained.state_dict())  # the plain MONAI way (ckpt_export) gives the same mu
-    assert fresh.mu == 0.005
+    plain = PriCheXyNet(mu=0.01, working_size=None, init_features=2)
+    plain.load_state_dict(trained.state_dict())  # the plain MONAI way (ckpt_export) restores the set-up too
+    assert (plain.mu, plain.smoothing, plain.working_size) == (0.005, "displacement", (32, 32))
     with pytest.raises(ValueError, match="network_def"):
         load_into_prichexynet(PriCheXyNet(init_features=4, working_size=32), tmp_path / "model.pt")
+
+
+def test_transform_takes_the_working_size_from_the_checkpoint(tmp_path):
+    from monai_prichexy.transforms import DeformAnonymize
+
+    torch.save(PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.005, working_size=32).state_dict(), tmp_path / "m.pt")
+    t = DeformAnonymize(str(tmp_path / "m.pt"))
+    assert (t.network.mu, t.network.working_size) == (0.005, (32, 32))
+    assert DeformAnonymize(str(tmp_path / "m.pt"), working_size=64).network.working_size == (64, 64)
+    torch.save(FlowFieldGenerator(init_features=2).state_dict(), tmp_path / "bare.pt")
+    assert DeformAnonymize(str(tmp_path / "bare.pt"), mu=0.01).network.working_size == (256, 256)
 
 
 class _Evil:

@@ -4,7 +4,8 @@
 The flow is computed at ``working_size`` (256 in the paper) and its displacement resampled
 to (H, W), so the same network deforms a 256-px training image and a native-size radiograph.
 This is the bundle's ``network_def`` and what ``ckpt_export`` traces; its state dict holds the
-generator's weights (``generator.*``) and the strength ``mu_value`` it was trained for.
+generator's weights (``generator.*``) and the set-up it was trained for (``mu_value``,
+``smoothing_index``, ``working_size_value``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deformation import _check_mode, sampling_grid, warp
+from .deformation import SMOOTHING_MODES, _check_mode, sampling_grid, warp
 from .generator import FlowFieldGenerator
 
 __all__ = ["PriCheXyNet"]
@@ -53,10 +54,12 @@ class PriCheXyNet(nn.Module):
         if not 0 <= float(mu) <= 1:
             raise ValueError(f"mu must be in [0, 1], got {mu}")
         self.generator = generator if generator is not None else FlowFieldGenerator(init_features=init_features)
-        # a buffer, so that the strength the generator was trained for travels with its weights
+        # buffers, so that the set-up the generator was trained for travels with its weights
+        # (a plain ``load_state_dict``, as MONAI's ckpt_export does, restores them too)
         self.register_buffer("mu_value", torch.tensor(float(mu), dtype=torch.float64))
-        self.smoothing = _check_mode(smoothing)
-        self.working_size = _parse_size(working_size)
+        self.register_buffer("smoothing_index", torch.tensor(SMOOTHING_MODES.index(_check_mode(smoothing))))
+        self.register_buffer("working_size_value", torch.zeros(2, dtype=torch.int64))
+        self.working_size = working_size
 
     @property
     def mu(self) -> float:
@@ -68,6 +71,26 @@ class PriCheXyNet(nn.Module):
         if not 0 <= float(value) <= 1:
             raise ValueError(f"mu must be in [0, 1], got {value}")
         self.mu_value.fill_(float(value))
+
+    @property
+    def smoothing(self) -> str:
+        """``"grid"`` (paper), ``"displacement"`` or ``"none"`` (stored as ``smoothing_index``)."""
+        return SMOOTHING_MODES[int(self.smoothing_index)]
+
+    @smoothing.setter
+    def smoothing(self, value: str) -> None:
+        self.smoothing_index.fill_(SMOOTHING_MODES.index(_check_mode(value)))
+
+    @property
+    def working_size(self) -> tuple[int, int] | None:
+        """(H, W) the generator sees, or None for the input's size (stored as ``working_size_value``)."""
+        height, width = (int(v) for v in self.working_size_value)
+        return None if height == 0 else (height, width)
+
+    @working_size.setter
+    def working_size(self, value: int | Sequence[int] | None) -> None:
+        size = _parse_size(value)
+        self.working_size_value.copy_(torch.tensor(size or (0, 0), dtype=torch.int64))
 
     def flow(self, view: torch.Tensor) -> torch.Tensor:
         """The generator's flow field at the working size for a (B, 1, H, W) view in [0, 1]."""

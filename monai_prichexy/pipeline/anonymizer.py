@@ -41,12 +41,12 @@ class Deformer:
         weights: generator checkpoint path (or anything :class:`DeformAnonymize` accepts).
         mu: deformation strength; None = the checkpoint's.
         smoothing: None = the checkpoint's or "grid".
-        working_size: resolution the generator sees (256).
+        working_size: resolution the generator sees; None = the checkpoint's, else 256.
         device: torch device; None = CPU.
         expected_sha256: checked before the checkpoint is loaded.
     """
 
-    def __init__(self, weights, mu=None, smoothing=None, working_size=256, device=None, expected_sha256=None) -> None:
+    def __init__(self, weights, mu=None, smoothing=None, working_size=None, device=None, expected_sha256=None) -> None:
         self.transform = DeformAnonymize(
             weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256
         )

@@ -82,7 +82,8 @@ class DeformAnonymize(Transform):
             generator checkpoint (``models/model.pt`` of the bundle or a training checkpoint).
         mu: deformation strength; None takes it from the checkpoint or PriCheXyNet.
         smoothing: ``"grid"`` (paper), ``"displacement"`` or ``"none"``; None = checkpoint's or "grid".
-        working_size: resolution the generator sees (256 in the paper).
+        working_size: resolution the generator sees; None = the checkpoint's or PriCheXyNet's,
+            else 256 (the paper's).
         device: torch device for the network (default: CPU).
         expected_sha256: checked before a checkpoint file is loaded.
         strip_meta: drop PHI-carrying meta keys and earlier operations from MetaTensors.
@@ -96,7 +97,7 @@ class DeformAnonymize(Transform):
         generator: nn.Module | str | os.PathLike,
         mu: float | None = None,
         smoothing: str | None = None,
-        working_size: int | Sequence[int] | None = 256,
+        working_size: int | Sequence[int] | None = None,
         device: str | torch.device | None = None,
         expected_sha256: str | None = None,
         strip_meta: bool = True,
@@ -130,6 +131,8 @@ class DeformAnonymize(Transform):
                 generator.mu = float(mu)
             if smoothing is not None:
                 generator.smoothing = smoothing
+            if working_size is not None:
+                generator.working_size = working_size
             return generator
         meta: dict = {}
         if isinstance(generator, (str, os.PathLike)):
@@ -142,6 +145,8 @@ class DeformAnonymize(Transform):
             raise ValueError("mu is required: the generator does not say which deformation strength it was trained for")
         if not isinstance(generator, FlowFieldGenerator):
             warnings.warn(f"generator is a {type(generator).__name__}, not a FlowFieldGenerator", stacklevel=3)
+        if working_size is None:
+            working_size = meta.get("working_size", 256)
         return PriCheXyNet(generator, mu=mu, smoothing=smoothing or meta.get("smoothing", "grid"), working_size=working_size)
 
     @staticmethod

@@ -51,7 +51,7 @@ class DeformAnonymized(MapTransform):
         generator: nn.Module | str | os.PathLike,
         mu: float | None = None,
         smoothing: str | None = None,
-        working_size: int | Sequence[int] | None = 256,
+        working_size: int | Sequence[int] | None = None,
         device: str | torch.device | None = None,
         expected_sha256: str | None = None,
         strip_meta: bool = True,
