@@ -185,6 +185,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> 
         "(Cls_real - 50), both against this run's real row. Paper values: Packhäuser et al., MICCAI 2023, "
         "Table 1 (full ChestX-ray14 at 256 px; not directly comparable with a small subset).",
     ]
+    absent = sorted({c for r in rows for c in r.get("classes_absent") or []})
+    if absent:
+        notes.append(f"Classes absent from the evaluation split (no positive or no negative image; left out of "
+                     f"the mean AUC): {', '.join(absent)}.")
     if header_note:
         notes.append(header_note)
     return "\n".join(lines + notes) + "\n"

@@ -219,3 +219,16 @@ def test_stage_loss_uses_bce_over_14_labels():
     # the classifier stage optimises BCE with logits over the 14 findings
     logits, labels = torch.zeros(2, 14), torch.ones(2, 14)
     assert F.binary_cross_entropy_with_logits(logits, labels).item() == pytest.approx(0.6931, abs=1e-4)
+
+
+def test_verifier_stage_can_select_by_validation_auc(tiny_module):
+    seed_everything(0)
+    stage = create_verifier_stage(
+        SiameseVerifier(**TINY_VERIFIER), tiny_module.pair_loader("train", 8), tiny_module.pair_loader("val", 8),
+        max_epochs=2, lr=1e-3, patience=1, select="val_auc", progress=False,
+    )
+    summary = stage.run()
+    assert summary["select_metric"] == "val_auc" and summary["meta"]["select"] == "val_auc"
+    assert summary["best_metric"] == pytest.approx(max(h["val_auc"] for h in summary["history"]))
+    with pytest.raises(ValueError):
+        create_verifier_stage(SiameseVerifier(**TINY_VERIFIER), [], [], select="auc")

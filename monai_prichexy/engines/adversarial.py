@@ -33,7 +33,7 @@ from torch import nn
 from ..metrics import MeanAUC, VerificationAUC
 from .handlers import SampleMean
 from .reconstruction import anonymizer_meta
-from .stage import TrainingStage, prepare_network, wire_stage
+from .stage import TrainingStage, metric_cmp_fn, prepare_network, wire_stage
 from .utils import build_optimizer, plain, resolve_device, set_requires_grad, unwrap
 
 __all__ = ["AdversarialStep", "AdversarialEvalStep", "create_adversarial_stage", "privacy_loss"]
@@ -266,6 +266,7 @@ def create_adversarial_stage(
         iteration_update=AdversarialEvalStep(anonymizer, classifier, verifier, weight_cls, weight_priv),
         key_val_metric={"val_total": SampleMean(lambda o: o["total"])},
         additional_metrics=metrics,
+        metric_cmp_fn=metric_cmp_fn("min"),
         decollate=False,
     )
     companions = {

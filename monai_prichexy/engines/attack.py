@@ -84,6 +84,7 @@ def train_attacker(
     device: str | torch.device = "cpu",
     ckpt_path: str | os.PathLike | None = None,
     progress: bool = True,
+    select: str = "val_loss",
 ) -> tuple[SiameseVerifier, dict[str, Any]]:
     """Train a fresh verifier on pairs with both images anonymized; returns ``(verifier, summary)``.
 
@@ -107,6 +108,7 @@ def train_attacker(
         val_anonymizer=anon,
         name="attack",
         progress=progress,
+        select=select,
     )
     summary = stage.run()
     return unwrap(stage.network), summary
@@ -228,6 +230,7 @@ def run_attack(
     ckpt_dir: str | os.PathLike | None = None,
     split: str = "test",
     progress: bool = True,
+    select: str = "val_loss",
 ) -> dict[str, Any]:
     """The privacy attack over several seeds: per-seed results and mean +- std (std: ddof=1).
 
@@ -239,6 +242,7 @@ def run_attack(
         verifier_kwargs: the attacker's architecture (``SiameseVerifier`` arguments).
         max_epochs, batch_size, lr, patience: its training.
         ckpt_dir: keep each attacker's checkpoint there (``attack_seed<k>.pt``); None = memory only.
+        select: the attacker's checkpoint choice, ``"val_loss"`` (paper) or ``"val_auc"``.
 
     Returns:
         ``{"per_seed": [...], "auc_pair": {"mean", "std"}, "auc_patient": ..., "map_at_r": ...,
@@ -250,7 +254,7 @@ def run_attack(
         anon = _make_anonymizer(anonymizer, int(seed), device)
         ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"attack_seed{seed}.pt"
         verifier, summary = train_attacker(
-            anon, data, verifier_kwargs, int(seed), max_epochs, batch_size, lr, patience, device, ckpt, progress
+            anon, data, verifier_kwargs, int(seed), max_epochs, batch_size, lr, patience, device, ckpt, progress, select
         )
         result = evaluate_verification(verifier, anon, data, split, max(batch_size, 64), device)
         result.update(seed=int(seed), epochs_run=summary["epochs_run"], best_epoch=summary["best_epoch"],
@@ -287,6 +291,7 @@ def evaluate_anonymizer(
     output_path: str | os.PathLike | None = None,
     ckpt_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    select: str = "val_loss",
 ) -> dict[str, Any]:
     """The whole protocol for one anonymizer: :func:`run_attack` + :func:`evaluate_utility`.
 
@@ -299,7 +304,8 @@ def evaluate_anonymizer(
         ``{"anonymizer": spec, "privacy": ..., "utility": ...}``.
     """
     privacy = run_attack(
-        anonymizer, data, seeds, verifier_kwargs, max_epochs, batch_size, lr, patience, device, ckpt_dir, split, progress
+        anonymizer, data, seeds, verifier_kwargs, max_epochs, batch_size, lr, patience, device, ckpt_dir, split, progress,
+        select,
     )
     if not isinstance(classifier, nn.Module):
         classifier, _ = load_network(classifier, network="AbnormalityClassifier")

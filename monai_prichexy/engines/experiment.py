@@ -66,13 +66,16 @@ DEFAULT_PROFILE: dict[str, Any] = {
     },
     "stages": {
         "classifier_pretrain": {"max_epochs": 30, "batch_size": 32, "lr": 1e-4, "select": "val_mean_auc", "patience": 5},
-        "verifier_pretrain": {"max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5},
+        "verifier_pretrain": {"max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "select": "val_loss"},
         "generator_pretrain": {"max_epochs": 50, "batch_size": 64, "lr": 1e-4},
         "adversarial": {
             "max_epochs": 250, "batch_size": 32, "lr_anonymizer": 1e-4, "lr_verifier": 1e-4, "lr_classifier": 1e-4,
             "weight_cls": 1.0, "weight_priv": 1.0, "freeze_classifier": False, "freeze_verifier": False,
         },
-        "attack": {"max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]},
+        "attack": {
+            "max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "select": "val_loss",
+            "seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        },
     },
     "benchmark": {
         "mus": [0.001, 0.005, 0.01],

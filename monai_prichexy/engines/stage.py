@@ -25,7 +25,7 @@ from torch import nn
 from .handlers import BestCheckpoint, LossHistory, export_bundle_model, write_json
 from .utils import _jsonable, get_logger, is_main_process
 
-__all__ = ["TrainingStage", "prepare_network", "wire_stage"]
+__all__ = ["TrainingStage", "build_supervised_stage", "metric_cmp_fn", "prepare_network", "wire_stage"]
 
 logger = get_logger("stage")
 PathLike = str | os.PathLike
@@ -153,8 +153,9 @@ def wire_stage(
     """Attach validation, best checkpoint, early stopping, history, progress bar and TensorBoard.
 
     Args:
-        patience: early-stopping patience in validations on ``patience_metric`` (lower is
-            better); None = no early stopping (the paper's adversarial stage).
+        patience: early-stopping patience in validations on ``patience_metric`` (default: the
+            selection metric, in its direction; any other metric: lower is better); None = no early
+            stopping (the paper's adversarial stage).
     """
     meta = _jsonable({"stage": name, "max_epochs": max_epochs, **dict(meta or {})})
     trainer.add_event_handler(Events.EPOCH_STARTED, _SetSamplerEpoch(train_loader))
@@ -164,8 +165,9 @@ def wire_stage(
     ValidationHandler(validator=evaluator, interval=validation_interval, epoch_level=True).attach(trainer)
     if patience is not None:
         metric = patience_metric or select_metric
+        sign = 1.0 if (metric == select_metric and mode == "max") else -1.0  # EarlyStopping: higher is better
         stopper = EarlyStopping(
-            patience=int(patience), score_function=lambda e: -float(e.state.metrics[metric]), trainer=trainer
+            patience=int(patience), score_function=lambda e: sign * float(e.state.metrics[metric]), trainer=trainer
         )
         evaluator.add_event_handler(Events.COMPLETED, stopper)
     if progress and is_main_process():
@@ -185,6 +187,11 @@ def wire_stage(
     return TrainingStage(
         name, trainer, evaluator, network, checkpoint, history, train_loader, max_epochs, export_path, meta
     )
+
+
+def metric_cmp_fn(mode: str) -> Callable[[float, float], bool]:
+    """MONAI's ``metric_cmp_fn`` for a key metric where lower (``"min"``) or higher (``"max"``) is better."""
+    return (lambda current, prev: current < prev) if mode == "min" else (lambda current, prev: current > prev)
 
 
 def _loss_output(out: Any) -> dict[str, float]:
@@ -238,6 +245,7 @@ def build_supervised_stage(
         prepare_batch=val_prepare_batch or prepare_batch,
         key_val_metric=key,
         additional_metrics=metrics or None,
+        metric_cmp_fn=metric_cmp_fn(mode),
         decollate=False,
         amp=amp,
     )

@@ -39,6 +39,7 @@ def create_verifier_stage(
     train_anonymizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     val_anonymizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     name: str = "verifier_pretrain",
+    select: str = "val_loss",
     sync_bn: bool = True,
     progress: bool = True,
     tensorboard_dir: str | os.PathLike | None = None,
@@ -46,7 +47,8 @@ def create_verifier_stage(
 ) -> TrainingStage:
     """Verifier training as a MONAI ``SupervisedTrainer`` (``network(image1, image2)``) with evaluator.
 
-    The lowest validation loss is kept; early stopping watches the same loss.
+    The lowest validation loss is kept and early stopping watches it (``select="val_loss"``, the
+    paper), or the highest validation AUC (``select="val_auc"``).
 
     Args:
         network: a :class:`~monai_prichexy.networks.SiameseVerifier`.
@@ -59,7 +61,12 @@ def create_verifier_stage(
         val_anonymizer: applied to the FIRST validation image only (anonymized vs real, the test
             protocol of the attack).
         name: stage name in logs and meta.
+        select: ``"val_loss"`` (the paper: lowest validation loss kept, early stopping on it) or
+            ``"val_auc"`` (highest validation verification AUC kept, early stopping on it; steadier
+            when the validation set is small and the loss hovers around log 2).
     """
+    if select not in ("val_loss", "val_auc"):
+        raise ValueError(f"select must be 'val_loss' or 'val_auc', got {select!r}")
     device = resolve_device(device)
     network = prepare_network(network, device, sync_bn)
     opt = build_optimizer(network.parameters(), optimizer, lr)
@@ -70,8 +77,9 @@ def create_verifier_stage(
     }
     return build_supervised_stage(
         name, network, train_loader, val_loader, nn.BCEWithLogitsLoss(),
-        PairBatch(train_anonymizer, train_anonymizer), metrics, "val_loss", "min", device, max_epochs, opt,
-        ckpt_path=ckpt_path, meta={"lr": lr, "optimizer": optimizer, "patience": patience, **(meta or {})},
-        patience=patience, patience_metric="val_loss", val_prepare_batch=PairBatch(val_anonymizer, None),
+        PairBatch(train_anonymizer, train_anonymizer), metrics, select, "min" if select == "val_loss" else "max",
+        device, max_epochs, opt, ckpt_path=ckpt_path,
+        meta={"lr": lr, "optimizer": optimizer, "patience": patience, "select": select, **(meta or {})},
+        patience=patience, val_prepare_batch=PairBatch(val_anonymizer, None),
         progress=progress, tensorboard_dir=tensorboard_dir, amp=amp,
     )
