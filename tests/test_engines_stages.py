@@ -225,7 +225,7 @@ def test_verifier_stage_can_select_by_validation_auc(tiny_module):
     seed_everything(0)
     stage = create_verifier_stage(
         SiameseVerifier(**TINY_VERIFIER), tiny_module.pair_loader("train", 8), tiny_module.pair_loader("val", 8),
-        max_epochs=2, lr=1e-3, patience=1, select="val_auc", progress=False,
+        max_epochs=2, lr=1e-3, patience=1, select="val_auc", progress=True,  # also exercises the progress bar
     )
     summary = stage.run()
     assert summary["select_metric"] == "val_auc" and summary["meta"]["select"] == "val_auc"
