@@ -88,7 +88,11 @@ def test_bundle_train_all_stages_then_evaluate(tiny_data, tmp_path):
     generator, _ = load_generator(root / "models" / "model.pt")
     info = json.loads((root / "models" / "model.json").read_text())
     assert info["mu"] == 0.01 and info["stage"] == "adversarial" and info["data"]["dataset"] == tiny_data.name
-    assert isinstance(torch.load(root / "models" / "model.pt", weights_only=True), dict)  # bare state dict
+    state = torch.load(root / "models" / "model.pt", weights_only=True)  # bare state dict of network_def
+    assert isinstance(state, dict) and "mu_value" in state and any(k.startswith("generator.") for k in state)
+    net_def = ConfigParser.load_config_files(CONFIGS / "train.json")["network_def"]
+    assert net_def["_target_"] == "monai_prichexy.networks.PriCheXyNet"
+    PriCheXyNet(generator, mu=0.5, working_size=None).load_state_dict(state, strict=True)  # what ckpt_export does
     assert str(tmp_path) not in (root / "models" / "model.json").read_text()  # no machine paths
 
     # the evaluation protocol on the trained model.pt
@@ -102,3 +106,21 @@ def test_bundle_train_all_stages_then_evaluate(tiny_data, tmp_path):
     assert [r["seed"] for r in result["privacy"]["per_seed"]] == [3]
     assert {"auc_pair", "auc_patient", "map_at_r", "precision_at_1"} <= set(result["privacy"])
     assert {"mean_auc", "mean_auc_ci", "classes_absent", "any_finding_auc"} <= set(result["utility"])
+
+
+def test_export_records_the_sha256_in_the_bundle_metadata(tmp_path):
+    from monai_prichexy.engines import export_bundle_model
+    from monai_prichexy.weights import load_into_prichexynet, sha256_file
+
+    (tmp_path / "configs").mkdir()
+    original = json.loads((CONFIGS / "metadata.json").read_text())
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps(original))
+    net = PriCheXyNet(mu=0.005, working_size=32, init_features=2)
+    path = export_bundle_model(net, tmp_path / "models" / "model.pt", {"stage": "adversarial"})
+    recorded = json.loads((tmp_path / "configs" / "metadata.json").read_text())
+    assert recorded["model_sha256"] == sha256_file(path)
+    assert {k: v for k, v in recorded.items() if k != "model_sha256"} == {
+        k: v for k, v in original.items() if k != "model_sha256"
+    }
+    fresh = load_into_prichexynet(PriCheXyNet(init_features=2), path, expected_sha256=recorded["model_sha256"])
+    assert (fresh.mu, fresh.working_size) == (0.005, (32, 32))

@@ -19,7 +19,7 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
 from ..networks import PriCheXyNet
-from ..weights import save_checkpoint
+from ..weights import save_checkpoint, sha256_file
 from .utils import _jsonable, get_logger, is_main_process, unwrap
 
 __all__ = ["BestCheckpoint", "LossHistory", "SampleMean", "export_bundle_model", "write_json"]
@@ -224,23 +224,28 @@ class LossHistory:
 
 
 def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write the bundle's ``models/model.pt`` (bare generator state dict) and a meta JSON beside it.
+    """Write the bundle's ``models/model.pt``, a meta JSON beside it, and its SHA-256 into the metadata.
 
-    ``model.pt`` holds the bare state dict of the generator (the MONAI bundle convention, read by
-    :func:`monai_prichexy.weights.load_generator`); ``model.json`` (same stem) says what it is:
-    network, constructor arguments, mu, smoothing, working size, stage, data, epochs, seed.
-    Rank 0 only.
+    ``model.pt`` is the bare state dict of the bundle's ``network_def`` (the MONAI bundle
+    convention): for PriCheXy-Net the whole :class:`PriCheXyNet` (``generator.*`` plus the
+    ``mu_value``/``smoothing_index``/``working_size_value`` buffers), so that ``ckpt_export``
+    and :func:`monai_prichexy.weights.load_into_prichexynet` restore weights *and* set-up.
+    ``model.json`` (same stem) says what it is: network, constructor arguments, mu, smoothing,
+    working size, stage, data, epochs, seed. When the folder is a bundle's ``models/``, the
+    file's SHA-256 is recorded as ``model_sha256`` in ``configs/metadata.json``, which
+    inference checks before loading. Rank 0 only.
     """
     model_path = Path(model_path)
     module = unwrap(network)
     info: dict[str, Any] = {}
+    generator = module
     if isinstance(module, PriCheXyNet):
         info = {"mu": module.mu, "smoothing": module.smoothing, "working_size": module.working_size}
-        module = module.generator
+        generator = module.generator
     info = {"network": type(module).__name__, **info}
     for attr in ("in_channels", "init_features"):
-        if hasattr(module, attr):
-            info.setdefault("network_kwargs", {})[attr] = getattr(module, attr)
+        if hasattr(generator, attr):
+            info.setdefault("network_kwargs", {})[attr] = getattr(generator, attr)
     if is_main_process():
         model_path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in copy.deepcopy(module.state_dict()).items()}
@@ -248,4 +253,9 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
         torch.save(state, tmp)
         os.replace(tmp, model_path)
         write_json(model_path.with_suffix(".json"), {**info, **dict(meta or {})})
+        metadata = model_path.parent.parent / "configs" / "metadata.json"
+        if model_path.name == "model.pt" and metadata.is_file():
+            record = json.loads(metadata.read_text())
+            record["model_sha256"] = sha256_file(model_path)
+            write_json(metadata, record)
     return model_path
