@@ -258,7 +258,7 @@ def run_attack(
         )
         result = evaluate_verification(verifier, anon, data, split, max(batch_size, 64), device)
         result.update(seed=int(seed), epochs_run=summary["epochs_run"], best_epoch=summary["best_epoch"],
-                      val_loss=summary["best_metric"])
+                      val_metric=summary["select_metric"], val_best=summary["best_metric"])
         logger.info(
             "attack seed %d: verification AUC %.4f (pair) / %.4f (patient), mAP@R %.4f, P@1 %.4f",
             seed, result["auc_pair"], result["auc_patient"], result["map_at_r"], result["precision_at_1"],
