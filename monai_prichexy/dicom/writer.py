@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from ..atomic import atomic_write
 from .deidentify import DeidConfig, DeidResult, deidentify
 from .errors import DicomWriteError
 from .reader import Radiograph, read_radiograph, stored_value_range
@@ -144,30 +144,6 @@ def prepare_stored(
     arr = np.clip(arr, lo, hi)
     dtype = np.dtype(("<i" if pixel_representation else "<u") + str(bits_allocated // 8))
     return np.ascontiguousarray(arr.astype(dtype)), clipped
-
-
-def _process_umask_mode() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o644
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _set_pixels(ds: Dataset, arr: np.ndarray, ts: UID, info: dict) -> tuple[UID, str | None]:
@@ -281,27 +257,17 @@ def write_dataset(
     reason = reason or fallback
     ds.file_meta.TransferSyntaxUID = ts
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    tmp = Path(tmp_name)
+    uid = str(ds.SOPInstanceUID)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if verify:
-            _verify(tmp, arr, str(ds.SOPInstanceUID))
-        os.chmod(tmp, _process_umask_mode())
-        os.replace(tmp, out_path)
+        atomic_write(
+            out_path,
+            lambda handle: ds.save_as(handle, enforce_file_format=True),
+            verify=(lambda tmp: _verify(tmp, arr, uid)) if verify else None,
+        )
+    except (DicomWriteError, KeyboardInterrupt, SystemExit):
+        raise
     except BaseException as exc:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, (DicomWriteError, KeyboardInterrupt, SystemExit)):
-            raise
         raise DicomWriteError(f"{out_path}: writing failed ({type(exc).__name__}: {exc})") from exc
-    _fsync_dir(out_path.parent)
 
     source = UID(str(source_transfer_syntax)) if source_transfer_syntax else None
     return WriteResult(

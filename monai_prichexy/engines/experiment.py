@@ -21,7 +21,7 @@ import torch
 from ..networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
 from ..weights import load_generator, load_network
 from .adversarial import create_adversarial_stage
-from .anonymizers import build_anonymizer, mean_displacement
+from .anonymizers import mean_displacement
 from .attack import evaluate_anonymizer
 from .classifier import create_classifier_stage
 from .data import DataModule

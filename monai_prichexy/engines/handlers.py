@@ -18,6 +18,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
+from ..atomic import atomic_write, atomic_write_bytes
 from ..networks import PriCheXyNet
 from ..weights import save_checkpoint, sha256_file
 from .utils import _jsonable, get_logger, is_main_process, unwrap
@@ -44,9 +45,7 @@ def write_json(path: PathLike, payload: Mapping[str, Any]) -> Path:
                 return [clean(x) for x in v]
             return v
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(clean(_jsonable(payload)), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, (json.dumps(clean(_jsonable(payload)), indent=2) + "\n").encode("utf-8"))
     return path
 
 
@@ -83,10 +82,8 @@ def _save(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
     try:
         save_checkpoint(path, module, meta=meta)
     except TypeError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "meta": meta}, tmp)
-        os.replace(tmp, path)
+        payload = {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "meta": meta}
+        atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 class BestCheckpoint:
@@ -247,11 +244,8 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
         if hasattr(generator, attr):
             info.setdefault("network_kwargs", {})[attr] = getattr(generator, attr)
     if is_main_process():
-        model_path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in copy.deepcopy(module.state_dict()).items()}
-        tmp = model_path.with_name(f".{model_path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, model_path)
+        atomic_write(model_path, lambda handle: torch.save(state, handle))
         write_json(model_path.with_suffix(".json"), {**info, **dict(meta or {})})
         metadata = model_path.parent.parent / "configs" / "metadata.json"
         if model_path.name == "model.pt" and metadata.is_file():
