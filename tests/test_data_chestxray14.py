@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 
 import numpy as np
 import pytest
@@ -194,12 +193,9 @@ def test_check_patient_disjoint_detects_leak(tmp_path):
 
 @pytest.mark.shared_data
 def test_full_official_table(shared_data):
-    t0 = time.perf_counter()
     recs = read_chestxray14_table(shared_data / "Data_Entry_2017_v2020.csv.gz")
-    elapsed = time.perf_counter() - t0
     assert len(recs) == 112_120
     assert len(_pids(recs)) == 30_805
-    assert elapsed < 10.0, f"parsing took {elapsed:.1f} s"
     first = recs[0]
     assert (first.image, first.patient_id, first.follow_up) == ("00000001_000.png", "00000001", 0)
     assert first.finding_names == ("Cardiomegaly",)
