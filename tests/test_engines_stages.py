@@ -232,3 +232,17 @@ def test_verifier_stage_can_select_by_validation_auc(tiny_module):
     assert summary["best_metric"] == pytest.approx(max(h["val_auc"] for h in summary["history"]))
     with pytest.raises(ValueError):
         create_verifier_stage(SiameseVerifier(**TINY_VERIFIER), [], [], select="auc")
+
+
+def test_verifier_stage_can_keep_the_last_epoch(tiny_module):
+    seed_everything(0)
+    net = SiameseVerifier(**TINY_VERIFIER)
+    stage = create_verifier_stage(
+        net, tiny_module.pair_loader("train", 8), tiny_module.pair_loader("val", 8), max_epochs=2, lr=1e-3,
+        patience=None, select="last", progress=False,
+    )
+    summary = stage.run()
+    assert summary["best_epoch"] == 2 and summary["epochs_run"] == 2
+    assert summary["best_metric"] == pytest.approx(summary["history"][-1]["val_auc"])
+    with pytest.raises(ValueError, match="patience"):
+        create_verifier_stage(SiameseVerifier(**TINY_VERIFIER), [], [], patience=3, select="last")

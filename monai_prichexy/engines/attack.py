@@ -242,7 +242,8 @@ def run_attack(
         verifier_kwargs: the attacker's architecture (``SiameseVerifier`` arguments).
         max_epochs, batch_size, lr, patience: its training.
         ckpt_dir: keep each attacker's checkpoint there (``attack_seed<k>.pt``); None = memory only.
-        select: the attacker's checkpoint choice, ``"val_loss"`` (paper) or ``"val_auc"``.
+        select: the attacker's checkpoint choice, ``"val_loss"`` (paper), ``"val_auc"`` or ``"last"``
+            (fixed budget; then ``patience`` must be None).
 
     Returns:
         ``{"per_seed": [...], "auc_pair": {"mean", "std"}, "auc_patient": ..., "map_at_r": ...,

@@ -99,7 +99,8 @@ class BestCheckpoint:
         network: the network to keep (DDP wrappers are unwrapped).
         path: checkpoint path; None keeps the best weights in memory only.
         metric_name: the evaluator metric to compare.
-        mode: ``"min"`` or ``"max"``.
+        mode: ``"min"`` or ``"max"``; ``"last"`` keeps the weights of the last validation (the
+            metric is still recorded).
         meta: extra JSON-like meta saved in the checkpoint.
         companions: name -> (network, path) saved at the same epoch (e.g. C and V of the
             adversarial stage).
@@ -114,8 +115,8 @@ class BestCheckpoint:
         meta: Mapping[str, Any] | None = None,
         companions: Mapping[str, tuple[nn.Module, PathLike | None]] | None = None,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if mode not in ("min", "max", "last"):
+            raise ValueError(f"mode must be 'min', 'max' or 'last', got {mode!r}")
         self.network = network
         self.path = None if path is None else Path(path)
         self.metric_name = metric_name
@@ -133,6 +134,8 @@ class BestCheckpoint:
         return self
 
     def _better(self, score: float) -> bool:
+        if self.mode == "last":  # keep the latest validated weights whatever the metric
+            return True
         if not math.isfinite(score):
             return False
         if self.best_score is None:

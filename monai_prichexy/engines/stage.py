@@ -164,6 +164,8 @@ def wire_stage(
     checkpoint.attach(evaluator, trainer)
     ValidationHandler(validator=evaluator, interval=validation_interval, epoch_level=True).attach(trainer)
     if patience is not None:
+        if mode == "last":
+            raise ValueError("early stopping (patience) makes no sense when the last epoch is kept")
         metric = patience_metric or select_metric
         sign = 1.0 if (metric == select_metric and mode == "max") else -1.0  # EarlyStopping: higher is better
         stopper = EarlyStopping(
@@ -191,7 +193,9 @@ def wire_stage(
 
 def metric_cmp_fn(mode: str) -> Callable[[float, float], bool]:
     """MONAI's ``metric_cmp_fn`` for a key metric where lower (``"min"``) or higher (``"max"``) is better."""
-    return (lambda current, prev: current < prev) if mode == "min" else (lambda current, prev: current > prev)
+    if mode == "min":
+        return lambda current, prev: current < prev
+    return lambda current, prev: current > prev
 
 
 def _loss_output(out: Any) -> dict[str, float]:

@@ -48,7 +48,7 @@ def create_verifier_stage(
     """Verifier training as a MONAI ``SupervisedTrainer`` (``network(image1, image2)``) with evaluator.
 
     The lowest validation loss is kept and early stopping watches it (``select="val_loss"``, the
-    paper), or the highest validation AUC (``select="val_auc"``).
+    paper), or the highest validation AUC (``select="val_auc"``), or the last epoch (``"last"``).
 
     Args:
         network: a :class:`~monai_prichexy.networks.SiameseVerifier`.
@@ -61,12 +61,14 @@ def create_verifier_stage(
         val_anonymizer: applied to the FIRST validation image only (anonymized vs real, the test
             protocol of the attack).
         name: stage name in logs and meta.
-        select: ``"val_loss"`` (the paper: lowest validation loss kept, early stopping on it) or
-            ``"val_auc"`` (highest validation verification AUC kept, early stopping on it; steadier
-            when the validation set is small and the loss hovers around log 2).
+        select: ``"val_loss"`` (the paper: lowest validation loss kept, early stopping on it),
+            ``"val_auc"`` (highest validation verification AUC kept, early stopping on it) or
+            ``"last"`` (a fixed budget: the last epoch is kept, ``patience`` must be None; the
+            steadiest attacker when the validation split is too small to choose epochs).
     """
-    if select not in ("val_loss", "val_auc"):
-        raise ValueError(f"select must be 'val_loss' or 'val_auc', got {select!r}")
+    modes = {"val_loss": "min", "val_auc": "max", "last": "last"}
+    if select not in modes:
+        raise ValueError(f"select must be one of {sorted(modes)}, got {select!r}")
     device = resolve_device(device)
     network = prepare_network(network, device, sync_bn)
     opt = build_optimizer(network.parameters(), optimizer, lr)
@@ -77,7 +79,7 @@ def create_verifier_stage(
     }
     return build_supervised_stage(
         name, network, train_loader, val_loader, nn.BCEWithLogitsLoss(),
-        PairBatch(train_anonymizer, train_anonymizer), metrics, select, "min" if select == "val_loss" else "max",
+        PairBatch(train_anonymizer, train_anonymizer), metrics, "val_auc" if select == "last" else select, modes[select],
         device, max_epochs, opt, ckpt_path=ckpt_path,
         meta={"lr": lr, "optimizer": optimizer, "patience": patience, "select": select, **(meta or {})},
         patience=patience, val_prepare_batch=PairBatch(val_anonymizer, None),
