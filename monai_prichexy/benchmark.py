@@ -28,11 +28,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .engines.anonymizers import build_anonymizer, mean_displacement
 from .engines.experiment import Experiment
 from .engines.handlers import write_json
 from .metrics import privacy_closure, utility_retention
 
-__all__ = ["PAPER_TABLE1", "run_benchmark", "benchmark_rows", "markdown_table", "plot_tradeoff", "main"]
+__all__ = ["PAPER_TABLE1", "run_benchmark", "benchmark_rows", "model_rows", "markdown_table", "plot_tradeoff", "main"]
 
 logger = logging.getLogger("monai_prichexy.benchmark")
 
@@ -72,9 +73,23 @@ def benchmark_rows(exp: Experiment) -> list[tuple[str, dict[str, Any] | None, di
     exp.verifier_pretrain()
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("real", None, {})]
     mus = [float(m) for m in bench.get("mus", [])]
+    control = bench.get("random_control")
+    which = (control or {}).get("mus", "max")
+    control_mus = ([] if not control or not mus else [max(mus)] if which == "max" else mus if which == "all"
+                   else [float(m) for m in which])
     for mu in mus:
         path = exp.adversarial(mu)
         rows.append((f"prichexy_mu{mu:g}", {"kind": "prichexy", "checkpoint": str(path)}, {"mu": mu}))
+    for mu in control_mus:  # each control right after its learned row
+        disp = exp.displacement(mu)
+        spec = {
+            "kind": "random_deformation",
+            "mean_displacement": disp["mean_abs"],
+            "field_sigma": float(control.get("field_sigma", 4.0)),
+            "smoothing": exp.networks["smoothing"],
+        }
+        at = next((i for i, r in enumerate(rows) if r[0] == f"prichexy_mu{mu:g}"), len(rows) - 1) + 1
+        rows.insert(at, (f"random_deformation_mu{mu:g}", spec, {"matched_to_mu": mu, "displacement": disp}))
     if bench.get("privacy_net", True):
         path = exp.adversarial(None)
         rows.append(("privacy_net", {"kind": "privacy_net", "checkpoint": str(path)}, {}))
@@ -82,19 +97,33 @@ def benchmark_rows(exp: Experiment) -> list[tuple[str, dict[str, Any] | None, di
     for b in dppix.get("b", []):
         spec = {"kind": "dppix", "b": int(b), "eps": float(dppix.get("eps", 0.1)), "m": float(dppix.get("m", 1.0))}
         rows.append((f"dppix_b{int(b)}", spec, {}))
-    control = bench.get("random_control")
-    if control and mus:
-        which = control.get("mus", "max")
-        control_mus = [max(mus)] if which == "max" else mus if which == "all" else [float(m) for m in which]
-        for mu in control_mus:
-            disp = exp.displacement(mu)
-            spec = {
-                "kind": "random_deformation",
-                "mean_displacement": disp["mean_abs"],
-                "field_sigma": float(control.get("field_sigma", 4.0)),
-                "smoothing": exp.networks["smoothing"],
-            }
-            rows.append((f"random_deformation_mu{mu:g}", spec, {"matched_to_mu": mu, "displacement": disp}))
+    return rows
+
+
+def model_rows(exp: Experiment, models: Sequence[str | os.PathLike]) -> list[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """Rows for trained PriCheXy-Net files (e.g. the bundle's ``models/model.pt``): each with its control.
+
+    Every model is evaluated as it is (its own mu, smoothing and working size) beside the real
+    row, followed by a random deformation with the model's mean displacement on the validation
+    split (data README caveat 6). The utility classifier is the profile's (trained on real images).
+    """
+    rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("real", None, {})]
+    loader = exp.data.image_loader("val", exp.stages["generator_pretrain"]["batch_size"])
+    for path in models:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        net = build_anonymizer("prichexy", checkpoint=path, device=exp.device)
+        disp = mean_displacement(net, loader, exp.device)
+        mu, name = float(net.mu), path.stem
+        info = {"mu": mu, "model": path.name, "displacement": disp}
+        rows.append((f"model_{name}", {"kind": "prichexy", "checkpoint": str(path)},
+                     {**info, "method": f"PriCheXy-Net {path.name} (mu={mu:g})"}))
+        spec = {"kind": "random_deformation", "mean_displacement": disp["mean_abs"],
+                "field_sigma": float((exp.config["benchmark"].get("random_control") or {}).get("field_sigma", 4.0)),
+                "smoothing": net.smoothing}
+        rows.append((f"random_deformation_{name}", spec,
+                     {**info, "matched_to": path.name, "method": f"random deformation (as {path.name})"}))
     return rows
 
 
@@ -106,7 +135,7 @@ def _summary_row(row: str, result: Mapping[str, Any], real: Mapping[str, Any] | 
     priv, util = result["privacy"], result["utility"]
     out: dict[str, Any] = {
         "row": row,
-        "method": _label(row),
+        "method": info.get("method") or _label(row),
         "ver_pair_mean": _pct(priv["auc_pair"]["mean"]),
         "ver_pair_std": _pct(priv["auc_pair"]["std"]),
         "ver_patient_mean": _pct(priv["auc_patient"]["mean"]),
@@ -156,11 +185,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> 
         "| method | verification AUC % (pair-weighted) | verification AUC % (patient-weighted) "
         "| classification mean AUC % [95% CI] | any-finding AUC % [95% CI] | retrieval mAP@R % | retrieval P@1 % "
         "| privacy closure (pair / patient) | utility retention (mean AUC / any-finding) "
-        "| paper verification % | paper classification % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| paper verification % | paper classification % | paper closure / retention |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    paper_real = PAPER_TABLE1["real"]
     for r in rows:
         paper = r.get("paper") or {}
+        paper_cr = "-"
+        if paper:
+            paper_cr = (f"{_f(privacy_closure(paper_real['ver'], paper['ver']), 2)} / "
+                        f"{_f(utility_retention(paper_real['cls'], paper['cls']), 2)}")
         closure = f"{_f(r.get('privacy_closure_pair'), 2)} / {_f(r.get('privacy_closure_patient'), 2)}"
         retention = f"{_f(r.get('utility_retention'), 2)} / {_f(r.get('utility_retention_any'), 2)}"
         lines.append(
@@ -169,7 +203,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> 
             f"| {_ci(r['any_auc'], r['any_ci'])} | {_pm(r['map_at_r_mean'], r['map_at_r_std'])} "
             f"| {_pm(r['p_at_1_mean'], r['p_at_1_std'])} | {closure} | {retention} "
             f"| {_pm(paper.get('ver'), paper.get('ver_std')) if paper else '-'} "
-            f"| {_ci(paper.get('cls'), paper.get('cls_ci')) if paper else '-'} |"
+            f"| {_ci(paper.get('cls'), paper.get('cls_ci')) if paper else '-'} | {paper_cr} |"
         )
     notes = [
         "",
@@ -238,11 +272,16 @@ def run_benchmark(
     output_dir: str | os.PathLike | None = None,
     force: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    models: Sequence[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole benchmark; returns what ``benchmark.json`` holds."""
+    """Run the whole benchmark; returns what ``benchmark.json`` holds.
+
+    With ``models`` (trained PriCheXy-Net files), evaluate those instead of training the
+    profile's rows: real, each model, and each model's random-deformation control.
+    """
     start = time.time()
     exp = Experiment(profile, dataset_dir=dataset_dir, output_dir=output_dir, force=force, overrides=overrides)
-    rows = benchmark_rows(exp)
+    rows = model_rows(exp, models) if models else benchmark_rows(exp)
     train_s = time.time() - start
     results, summary = {}, []
     real = None
@@ -296,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="redo stages and evaluations whose outputs exist")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. stages.attack.seeds=[0,1] device=cuda")
+    parser.add_argument("--model", nargs="+", default=None, metavar="MODEL_PT",
+                        help="evaluate these trained PriCheXy-Net files (e.g. bundle/models/model.pt) with their "
+                             "random-deformation controls instead of training the profile's rows")
     parser.add_argument("--log_level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -303,6 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         default = Path(__file__).resolve().parents[1] / "configs" / "benchmark_paper.json"
         config = default if default.is_file() else None  # None: the same built-in DEFAULT_PROFILE
-    payload = run_benchmark(config, args.dataset_dir, args.output_dir, args.force, _parse_set(args.set))
+    payload = run_benchmark(config, args.dataset_dir, args.output_dir, args.force, _parse_set(args.set), args.model)
     print((Path(payload["config"]["output_dir"]) / "benchmark.md").read_text(encoding="utf-8"))
     return 0

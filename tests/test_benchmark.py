@@ -11,8 +11,8 @@ from monai_prichexy.benchmark import PAPER_TABLE1, main, markdown_table, run_ben
 
 from .test_engines_common import tiny_data, tiny_profile  # noqa: F401
 
-ROWS = ["real", "prichexy_mu0.01", "privacy_net", "dppix_b1", "dppix_b2", "dppix_b4", "dppix_b8",
-        "random_deformation_mu0.01"]
+ROWS = ["real", "prichexy_mu0.01", "random_deformation_mu0.01", "privacy_net", "dppix_b1", "dppix_b2", "dppix_b4",
+        "dppix_b8"]
 
 
 @pytest.mark.slow
@@ -55,6 +55,43 @@ def test_benchmark_writes_table_json_plot_and_resumes(tiny_data, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}.items() <= stamps.items()
     assert {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}.items() <= stamps.items()
     assert [r["ver_pair_mean"] for r in again["rows"]] == [r["ver_pair_mean"] for r in payload["rows"]]
+
+
+@pytest.mark.slow
+def test_benchmark_evaluates_trained_models_with_their_controls(tiny_data, tmp_path):
+    """``--model``: a bundle model.pt is evaluated as it is, beside real images and its matched control."""
+    import torch
+
+    from monai_prichexy.engines.handlers import export_bundle_model
+    from monai_prichexy.networks import FlowFieldGenerator, PriCheXyNet
+
+    from .test_engines_common import TINY_GENERATOR
+
+    torch.manual_seed(0)
+    net = PriCheXyNet(FlowFieldGenerator(**TINY_GENERATOR), mu=0.05, working_size=32)
+    model = export_bundle_model(net, tmp_path / "models" / "model_a.pt")
+    out = tmp_path / "eval"
+    from pathlib import Path
+
+    profile = Path(__file__).resolve().parents[1] / "configs" / "benchmark_cpu.json"
+    main(["--config", str(profile), "--output_dir", str(out), "--model", str(model),
+          "--dataset_dir", str(tiny_data)] + ["--set"] + [f"{k}={json.dumps(v)}" for k, v in {
+              "data": tiny_profile(tiny_data, out)["data"], "networks": tiny_profile(tiny_data, out)["networks"],
+              "stages": tiny_profile(tiny_data, out)["stages"], "benchmark.n_bootstrap": 20, "num_threads": None}.items()])
+    saved = json.loads((out / "benchmark.json").read_text())
+    rows = {r["row"]: r for r in saved["rows"]}
+    assert list(rows) == ["real", "model_model_a", "random_deformation_model_a"]
+    learned, control = rows["model_model_a"], rows["random_deformation_model_a"]
+    assert learned["mu"] == pytest.approx(0.05) and learned["model"] == "model_a.pt"
+    assert 0 < learned["displacement"]["mean_abs"] <= 0.05
+    spec = saved["results"]["random_deformation_model_a"]["anonymizer"]
+    assert spec["kind"] == "random_deformation"
+    assert spec["mean_displacement"] == pytest.approx(learned["displacement"]["mean_abs"])
+    assert saved["results"]["model_model_a"]["anonymizer"]["checkpoint"] == "model_a.pt"  # no machine path
+    md = (out / "benchmark.md").read_text()
+    assert "PriCheXy-Net model_a.pt (mu=0.05)" in md and "random deformation (as model_a.pt)" in md
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        run_benchmark(tiny_profile(tiny_data, out), models=[tmp_path / "nope.pt"])
 
 
 def test_markdown_table_formats_rows():

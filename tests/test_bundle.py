@@ -27,7 +27,7 @@ from PIL import Image
 
 from monai_prichexy.networks import PriCheXyNet
 from monai_prichexy.transforms import DeformAnonymize
-from monai_prichexy.weights import sha256_file
+from monai_prichexy.weights import load_into_prichexynet, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = REPO_ROOT / "bundle"
@@ -326,6 +326,19 @@ def test_repository_bundle_ships_no_unverified_weights() -> None:
     assert (BUNDLE / "models" / "README.md").is_file()
     if weights.exists():
         assert meta["model_sha256"] == sha256_file(weights)
+        # the shipped file says what it is, and it fits the inference config's network_def as is
+        from monai.bundle import ConfigParser
+
+        card = json.loads((BUNDLE / "models" / "model.json").read_text())
+        assert card["stage"] == "adversarial" and card["data"]["dataset"] and card["data"]["split_file"]
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+        parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
+        parser["bundle_root"] = str(BUNDLE)
+        parser["device"] = "$torch.device('cpu')"
+        net = parser.get_parsed_content("network_def")
+        load_into_prichexynet(net, weights, expected_sha256=meta["model_sha256"])
+        assert float(net.mu) == pytest.approx(card["mu"]) and float(net.mu) == pytest.approx(parser["mu"])
     else:
         assert meta["model_sha256"] is None
     for required in ("LICENSE", "docs/README.md", "configs/logging.conf", "configs/inference.json"):
