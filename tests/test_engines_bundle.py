@@ -113,12 +113,18 @@ def test_export_records_the_sha256_in_the_bundle_metadata(tmp_path):
     from monai_prichexy.weights import load_into_prichexynet, sha256_file
 
     (tmp_path / "configs").mkdir()
-    original = json.loads((CONFIGS / "metadata.json").read_text())
-    (tmp_path / "configs" / "metadata.json").write_text(json.dumps(original))
+    text = (CONFIGS / "metadata.json").read_text(encoding="utf-8")
+    original = json.loads(text)
+    (tmp_path / "configs" / "metadata.json").write_text(text, encoding="utf-8")
     net = PriCheXyNet(mu=0.005, working_size=32, init_features=2)
     path = export_bundle_model(net, tmp_path / "models" / "model.pt", {"stage": "adversarial"})
-    recorded = json.loads((tmp_path / "configs" / "metadata.json").read_text())
+    written = (tmp_path / "configs" / "metadata.json").read_text(encoding="utf-8")
+    recorded = json.loads(written)
     assert recorded["model_sha256"] == sha256_file(path)
+    # only the checksum line changes: the file's own formatting is kept
+    changed = [(a, b) for a, b in zip(text.splitlines(), written.splitlines()) if a != b]
+    assert len(text.splitlines()) == len(written.splitlines()) and len(changed) <= 1
+    assert all("model_sha256" in a and "model_sha256" in b for a, b in changed)
     assert {k: v for k, v in recorded.items() if k != "model_sha256"} == {
         k: v for k, v in original.items() if k != "model_sha256"
     }

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ logger = get_logger("handlers")
 PathLike = str | os.PathLike
 
 
-def write_json(path: PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON (rank 0 only; NaN written as null)."""
+def write_json(path: PathLike, payload: Mapping[str, Any], indent: int = 2) -> Path:
+    """Write ``payload`` as indented UTF-8 JSON (rank 0 only; NaN written as null)."""
     path = Path(path)
     if is_main_process():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,8 @@ def write_json(path: PathLike, payload: Mapping[str, Any]) -> Path:
                 return [clean(x) for x in v]
             return v
 
-        atomic_write_bytes(path, (json.dumps(clean(_jsonable(payload)), indent=2) + "\n").encode("utf-8"))
+        text = json.dumps(clean(_jsonable(payload)), indent=indent, ensure_ascii=False)
+        atomic_write_bytes(path, (text + "\n").encode("utf-8"))
     return path
 
 
@@ -223,6 +225,18 @@ class LossHistory:
         return [merged[k] for k in sorted(merged)]
 
 
+def _record_model_sha256(metadata: Path, sha: str) -> None:
+    """Set ``model_sha256`` in a bundle's metadata.json, touching only that line when it exists."""
+    text = metadata.read_text(encoding="utf-8")
+    new, count = re.subn(r'("model_sha256"\s*:\s*)(null|"[^"]*")', lambda m: m.group(1) + json.dumps(sha), text, count=1)
+    if count == 1 and json.loads(new).get("model_sha256") == sha:
+        atomic_write_bytes(metadata, new.encode("utf-8"))
+    else:
+        record = json.loads(text)
+        record["model_sha256"] = sha
+        write_json(metadata, record, indent=4)
+
+
 def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[str, Any] | None = None) -> Path:
     """Write the bundle's ``models/model.pt``, a meta JSON beside it, and its SHA-256 into the metadata.
 
@@ -252,7 +266,5 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
         write_json(model_path.with_suffix(".json"), {**info, **dict(meta or {})})
         metadata = model_path.parent.parent / "configs" / "metadata.json"
         if model_path.name == "model.pt" and metadata.is_file():
-            record = json.loads(metadata.read_text())
-            record["model_sha256"] = sha256_file(model_path)
-            write_json(metadata, record)
+            _record_model_sha256(metadata, sha256_file(model_path))
     return model_path
