@@ -247,7 +247,7 @@ def plot_tradeoff(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) ->
             xerr = r.get("ver_pair_std") if r.get("ver_pair_std") is not None else 0.0
             ci = r.get(ci_key)
             yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
-            color = f"C{i % 10}"
+            color = plt.cm.tab20(i % 20)  # 12+ rows: no repeated colours
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color=color, capsize=3, label=r["method"])
             ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
             paper = r.get("paper")

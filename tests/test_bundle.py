@@ -261,6 +261,8 @@ def test_load_weights_accepts_bare_generator_state_dict(workdir: Path, tmp_path:
     parser["checkpoint"] = str(generator_only)
     parser["model_sha256"] = sha256_file(generator_only)
     parser["network_def#init_features"] = FEATURES
+    # a bare generator state dict carries no mu / working size: the config's apply
+    parser["mu"], parser["working_size"] = MU, 256
     parser.get_parsed_content("load_weights")
     loaded = parser.get_parsed_content("network_def").state_dict()
     for key, value in net.state_dict().items():
