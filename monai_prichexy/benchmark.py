@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .engines.anonymizers import build_anonymizer, mean_displacement
+from .engines.anonymizers import build_anonymizer
 from .engines.experiment import Experiment
 from .engines.handlers import write_json
 from .metrics import privacy_closure, utility_retention
@@ -66,6 +66,13 @@ def _label(row: str) -> str:
     return row
 
 
+def _control_spec(exp: Experiment, displacement: Mapping[str, float], smoothing: str) -> dict[str, Any]:
+    """A random deformation with a learned field's mean displacement (data README caveat 6)."""
+    control = exp.config["benchmark"].get("random_control") or {}
+    return {"kind": "random_deformation", "mean_displacement": displacement["mean_abs"],
+            "field_sigma": float(control.get("field_sigma", 4.0)), "smoothing": smoothing}
+
+
 def benchmark_rows(exp: Experiment) -> list[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
     """Train what the rows need and return ``(row, anonymizer spec, info)`` for every row."""
     bench = exp.config["benchmark"]
@@ -73,23 +80,21 @@ def benchmark_rows(exp: Experiment) -> list[tuple[str, dict[str, Any] | None, di
     exp.verifier_pretrain()
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("real", None, {})]
     mus = [float(m) for m in bench.get("mus", [])]
-    control = bench.get("random_control")
-    which = (control or {}).get("mus", "max")
-    control_mus = ([] if not control or not mus else [max(mus)] if which == "max" else mus if which == "all"
-                   else [float(m) for m in which])
+    which = (bench.get("random_control") or {}).get("mus", "max")
+    control_mus = ([] if not bench.get("random_control") or not mus else [max(mus)] if which == "max"
+                   else mus if which == "all" else [float(m) for m in which])
+
+    def control_row(mu: float) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        disp = exp.displacement(mu)
+        spec = _control_spec(exp, disp, exp.networks["smoothing"])
+        return (f"random_deformation_mu{mu:g}", spec, {"matched_to_mu": mu, "displacement": disp})
+
     for mu in mus:
         path = exp.adversarial(mu)
         rows.append((f"prichexy_mu{mu:g}", {"kind": "prichexy", "checkpoint": str(path)}, {"mu": mu}))
-    for mu in control_mus:  # each control right after its learned row
-        disp = exp.displacement(mu)
-        spec = {
-            "kind": "random_deformation",
-            "mean_displacement": disp["mean_abs"],
-            "field_sigma": float(control.get("field_sigma", 4.0)),
-            "smoothing": exp.networks["smoothing"],
-        }
-        at = next((i for i, r in enumerate(rows) if r[0] == f"prichexy_mu{mu:g}"), len(rows) - 1) + 1
-        rows.insert(at, (f"random_deformation_mu{mu:g}", spec, {"matched_to_mu": mu, "displacement": disp}))
+        if mu in control_mus:  # each control right after its learned row
+            rows.append(control_row(mu))
+    rows.extend(control_row(mu) for mu in control_mus if mu not in mus)
     if bench.get("privacy_net", True):
         path = exp.adversarial(None)
         rows.append(("privacy_net", {"kind": "privacy_net", "checkpoint": str(path)}, {}))
@@ -108,21 +113,17 @@ def model_rows(exp: Experiment, models: Sequence[str | os.PathLike]) -> list[tup
     split (data README caveat 6). The utility classifier is the profile's (trained on real images).
     """
     rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("real", None, {})]
-    loader = exp.data.image_loader("val", exp.stages["generator_pretrain"]["batch_size"])
     for path in models:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         net = build_anonymizer("prichexy", checkpoint=path, device=exp.device)
-        disp = mean_displacement(net, loader, exp.device)
+        disp = exp.field_displacement(net)
         mu, name = float(net.mu), path.stem
         info = {"mu": mu, "model": path.name, "displacement": disp}
         rows.append((f"model_{name}", {"kind": "prichexy", "checkpoint": str(path)},
                      {**info, "method": f"PriCheXy-Net {path.name} (mu={mu:g})"}))
-        spec = {"kind": "random_deformation", "mean_displacement": disp["mean_abs"],
-                "field_sigma": float((exp.config["benchmark"].get("random_control") or {}).get("field_sigma", 4.0)),
-                "smoothing": net.smoothing}
-        rows.append((f"random_deformation_{name}", spec,
+        rows.append((f"random_deformation_{name}", _control_spec(exp, disp, net.smoothing),
                      {**info, "matched_to": path.name, "method": f"random deformation (as {path.name})"}))
     return rows
 

@@ -74,10 +74,11 @@ def test_benchmark_evaluates_trained_models_with_their_controls(tiny_data, tmp_p
     from pathlib import Path
 
     profile = Path(__file__).resolve().parents[1] / "configs" / "benchmark_cpu.json"
-    main(["--config", str(profile), "--output_dir", str(out), "--model", str(model),
-          "--dataset_dir", str(tiny_data)] + ["--set"] + [f"{k}={json.dumps(v)}" for k, v in {
-              "data": tiny_profile(tiny_data, out)["data"], "networks": tiny_profile(tiny_data, out)["networks"],
-              "stages": tiny_profile(tiny_data, out)["stages"], "benchmark.n_bootstrap": 20, "num_threads": None}.items()])
+    tiny = tiny_profile(tiny_data, out)
+    overrides = {"data": tiny["data"], "networks": tiny["networks"], "stages": tiny["stages"],
+                 "benchmark.n_bootstrap": 20, "num_threads": None}
+    main(["--config", str(profile), "--output_dir", str(out), "--model", str(model), "--dataset_dir", str(tiny_data),
+          "--set", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]])
     saved = json.loads((out / "benchmark.json").read_text())
     rows = {r["row"]: r for r in saved["rows"]}
     assert list(rows) == ["real", "model_model_a", "random_deformation_model_a"]

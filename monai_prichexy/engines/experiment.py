@@ -282,9 +282,12 @@ class Experiment:
     # ------------------------------------------------------------------ evaluation
     def displacement(self, mu: float) -> dict[str, float]:
         """Mean ``|mu * G(x)|`` of the trained generator for ``mu`` on the validation split."""
-        net = self.load_anonymizer(self.adversarial(mu), mu).to(self.device)
+        return self.field_displacement(self.load_anonymizer(self.adversarial(mu), mu))
+
+    def field_displacement(self, network: PriCheXyNet) -> dict[str, float]:
+        """Mean ``|mu * G(x)|`` of any PriCheXy-Net on the validation split (see :func:`mean_displacement`)."""
         loader = self.data.image_loader("val", self.stages["generator_pretrain"]["batch_size"])
-        return mean_displacement(net, loader, self.device)
+        return mean_displacement(network.to(self.device), loader, self.device)
 
     def evaluate(self, row: str, spec: Mapping[str, Any] | None) -> dict[str, Any]:
         """Attack (all seeds) and utility for one anonymizer spec; cached in ``results/<row>.json``."""
