@@ -48,6 +48,12 @@ def init_from_env(backend: str = "nccl") -> int:
 
 
 def finalize() -> None:
-    """Destroy the process group if one was created."""
+    """Destroy the process group if one was created, once every process has reached this point.
+
+    Without the barrier a rank that finishes first (rank 1, which writes no checkpoint) tears
+    its gloo group down while rank 0 is still working, which can abort it at exit
+    ("terminate called without an active exception").
+    """
     if idist.model_name() != "serial":
+        idist.barrier()
         idist.finalize()
