@@ -1,25 +1,6 @@
-"""ChestX-ray14 table and patient-wise splits, verification pairs, and lazy MONAI datasets."""
+"""Data sets' tables (ChestX-ray14, Kermany paediatric CXR), patient-wise splits, verification pairs, lazy datasets."""
 
-from .chestxray14 import (
-    CXR14_LABELS,
-    NO_FINDING,
-    SPLIT_NAMES,
-    CXR14Record,
-    apply_split_file,
-    check_patient_disjoint,
-    group_by_patient,
-    label_matrix,
-    load_split,
-    make_splits,
-    normalize_patient_id,
-    parse_finding_labels,
-    read_chestxray14_table,
-    read_image_list,
-    read_split_file,
-    split_by_lists,
-    split_patients,
-    write_split_file,
-)
+from .chestxray14 import CXR14_LABELS, NO_FINDING, CXR14Record, parse_finding_labels, read_chestxray14_table
 from .datasets import (
     DEFAULT_READERS,
     ChestXray14Dataset,
@@ -35,6 +16,7 @@ from .datasets import (
     build_transforms,
     resolve_image_paths,
 )
+from .kermany import KERMANY_COLUMNS, read_kermany_table
 from .pairs import (
     VerificationPair,
     check_pairs_within_split,
@@ -44,9 +26,31 @@ from .pairs import (
     sample_verification_pairs,
     write_pairs,
 )
+from .records import ImageRecord, group_by_patient, label_matrix, normalize_patient_id, open_text
+from .splits import (
+    SPLIT_NAMES,
+    apply_split_file,
+    check_patient_disjoint,
+    load_split,
+    make_splits,
+    read_image_list,
+    read_split_file,
+    split_by_lists,
+    split_patients,
+    write_split_file,
+)
+from .tables import TABLE_READERS, detect_dataset, read_table
 
-from . import chestxray14 as _c, datasets as _d, pairs as _p  # noqa: E402
+from . import (  # noqa: E402
+    chestxray14 as _c,
+    datasets as _d,
+    kermany as _k,
+    pairs as _p,
+    records as _r,
+    splits as _s,
+    tables as _t,
+)
 
-__all__ = [*_c.__all__, *_p.__all__, *_d.__all__]
+__all__ = [*_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__]
 
-del _c, _d, _p
+del _c, _d, _k, _p, _r, _s, _t

@@ -35,7 +35,9 @@ from monai.transforms import (
 )
 from monai.utils import TransformBackends
 
-from .chestxray14 import CXR14Record, load_split, read_chestxray14_table
+from .records import ImageRecord
+from .splits import load_split
+from .tables import read_table
 from .pairs import VerificationPair, read_pairs
 
 __all__ = [
@@ -281,7 +283,8 @@ def resolve_image_paths(
 class ChestXray14Dataset(Dataset):
     """Single images for abnormality classification, read lazily.
 
-    Each item is ``{"image": (1, H, W) float32 in [0, 1], "label": (14,) float32 multi-hot}``.
+    Each item is ``{"image": (1, H, W) float32 in [0, 1], "label": (C,) float32}``, the label vector over the
+    data set's classes (14 multi-hot ChestX-ray14 findings, or one-hot Kermany classes).
     All arguments are JSON-serialisable, so a bundle config can build it with ``_target_``.
 
     Args:
@@ -293,7 +296,7 @@ class ChestXray14Dataset(Dataset):
         size: working size for :func:`build_transforms`.
         transform: replaces the default ``build_transforms(size, keys=(image_key,))``.
         image_key: key of the image in each item.
-        label_key: key of the 14-vector in each item.
+        label_key: key of the label vector in each item.
         missing: ``"error"`` or ``"skip"`` images that are not on disk.
 
     Attributes:
@@ -303,7 +306,7 @@ class ChestXray14Dataset(Dataset):
     def __init__(
         self,
         image_dir: PathLike,
-        table: PathLike | Sequence[CXR14Record],
+        table: PathLike | Sequence[ImageRecord],
         split: str | None = None,
         split_file: PathLike | None = None,
         train_val_list: PathLike | None = None,
@@ -325,7 +328,7 @@ class ChestXray14Dataset(Dataset):
         kept = [(r, p) for r, p in zip(records, paths) if p is not None]
         if len(kept) < len(records):
             warnings.warn(f"skipped {len(records) - len(kept)} images not found under {image_dir}", stacklevel=2)
-        self.records: list[CXR14Record] = [r for r, _ in kept]
+        self.records: list[ImageRecord] = [r for r, _ in kept]
         self.image_dir = str(image_dir)
         data = [{image_key: p, label_key: torch.from_numpy(r.labels.copy())} for r, p in kept]
         super().__init__(data, transform if transform is not None else build_transforms(size, keys=(image_key,)))
@@ -335,7 +338,7 @@ class ChestXray14PairDataset(Dataset):
     """Verification pairs for the Siamese network, read lazily.
 
     Each item is ``{"image1", "image2": (1, H, W) float32 in [0, 1], "label": (1,) float32 (1 =
-    same patient), "labels1", "labels2": (14,) float32 findings of image1 / image2}``. A batch's
+    same patient), "labels1", "labels2": (C,) float32 label vectors of image1 / image2}``. A batch's
     ``label`` is therefore ``(B, 1)``, the shape of the Siamese network's output.
 
     Args:
@@ -355,13 +358,13 @@ class ChestXray14PairDataset(Dataset):
         self,
         image_dir: PathLike,
         pairs: PathLike | Sequence[VerificationPair | tuple],
-        table: PathLike | Sequence[CXR14Record],
+        table: PathLike | Sequence[ImageRecord],
         size: int | Sequence[int] | None = 256,
         transform: Callable | None = None,
         missing: str = "error",
     ) -> None:
         pair_list = read_pairs(pairs) if isinstance(pairs, (str, os.PathLike)) else [VerificationPair(*p) for p in pairs]
-        records = read_chestxray14_table(table) if isinstance(table, (str, os.PathLike)) else table
+        records = read_table(table)[0] if isinstance(table, (str, os.PathLike)) else table
         labels = {r.image: r.labels for r in records}
         unknown = sorted({n for p in pair_list for n in p[:2] if n not in labels})
         if unknown:

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .chestxray14 import CXR14Record
+from .records import ImageRecord
 
 __all__ = [
     "VerificationPair",
@@ -103,7 +103,7 @@ def _negative_pairs(codes: np.ndarray, n_neg: int, available: int, rng: np.rando
 
 
 def sample_verification_pairs(
-    records: Sequence[CXR14Record],
+    records: Sequence[ImageRecord],
     num_pairs: int | None = None,
     seed: int | np.random.Generator | np.random.SeedSequence | None = 0,
     max_positive_per_patient: int | None = None,
@@ -171,7 +171,7 @@ def sample_verification_pairs(
 
 
 def sample_split_pairs(
-    splits: Mapping[str, Sequence[CXR14Record]],
+    splits: Mapping[str, Sequence[ImageRecord]],
     num_pairs: int | Mapping[str, int | None] | None = None,
     seed: int = 0,
     max_positive_per_patient: int | None = None,
@@ -199,7 +199,7 @@ def sample_split_pairs(
 
 
 def check_pairs_within_split(
-    pairs: Iterable[VerificationPair | tuple], splits: Mapping[str, Sequence[CXR14Record]]
+    pairs: Iterable[VerificationPair | tuple], splits: Mapping[str, Sequence[ImageRecord]]
 ) -> None:
     """Raise ``ValueError`` if a pair crosses splits, names an unknown image or is a self-pair."""
     where = {r.image: name for name, recs in splits.items() for r in recs}
@@ -214,7 +214,7 @@ def check_pairs_within_split(
 
 
 def pair_patient_ids(
-    pairs: Iterable[VerificationPair | tuple], records: Iterable[CXR14Record]
+    pairs: Iterable[VerificationPair | tuple], records: Iterable[ImageRecord]
 ) -> list[tuple[str, str]]:
     """Patient ids of both images of every pair, e.g. to weight each patient's pairs equally.
 

@@ -25,14 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import (
     ChestXray14Dataset,
     ChestXray14PairDataset,
-    CXR14Record,
+    ImageRecord,
     VerificationPair,
     build_transforms,
     make_splits,
     pair_patient_ids,
-    read_chestxray14_table,
+    read_table,
     sample_split_pairs,
 )
+from ..labels import LabelSchema
 from .utils import get_logger
 
 __all__ = ["DataModule", "make_loader"]
@@ -81,10 +82,14 @@ class DataModule:
     All arguments are JSON-serialisable, so a bundle config builds it with ``_target_``.
 
     Args:
-        dataset_dir: the data folder (e.g. ``nih-cxr14-subset`` or the ChestX-ray14 download).
+        dataset_dir: the data folder (e.g. ``nih-cxr14-subset``, ``kermany-pediatric-cxr`` or the
+            ChestX-ray14 download).
         image_dir: image folder, relative to ``dataset_dir`` unless absolute (``images64`` for
             any privacy number on the subset).
         table: ``labels.csv`` or ``Data_Entry_2017*.csv[.gz]``, relative to ``dataset_dir``.
+        dataset: ``"auto"`` (recognised from the table's header), ``"chestxray14"`` or
+            ``"kermany"``: decides the classes, the utility metric and the classifier's loss
+            (:attr:`schema`).
         split_file: ``patient_id,split`` file (relative to ``dataset_dir`` or absolute); None to use
             the official lists or a random patient-wise split.
         train_val_list, test_list: the official ChestX-ray14 lists (used when no split file).
@@ -107,6 +112,7 @@ class DataModule:
         dataset_dir: PathLike,
         image_dir: PathLike = "images64",
         table: PathLike = "labels.csv",
+        dataset: str = "auto",
         split_file: PathLike | None = "splits.csv",
         train_val_list: PathLike | None = None,
         test_list: PathLike | None = None,
@@ -124,6 +130,8 @@ class DataModule:
             raise FileNotFoundError(f"dataset_dir not found: {self.dataset_dir}")
         self.image_dir = _resolve(self.dataset_dir, image_dir)
         self.table = _resolve(self.dataset_dir, table)
+        self.dataset = dataset
+        self._schema: LabelSchema | None = None
         self.split_file = _resolve(self.dataset_dir, split_file)
         self.train_val_list = _resolve(self.dataset_dir, train_val_list)
         self.test_list = _resolve(self.dataset_dir, test_list)
@@ -138,7 +146,7 @@ class DataModule:
             raise ValueError(f"cache_rate must be in [0, 1], got {cache_rate}")
         self.cache_rate = float(cache_rate)
         self._cache: dict[tuple[str, str], Dataset] = {}
-        self._splits: dict[str, list[CXR14Record]] | None = None
+        self._splits: dict[str, list[ImageRecord]] | None = None
         self._pairs: dict[str, list[VerificationPair]] | None = None
         if self.image_dir.name == "images" and (self.dataset_dir / "images64").is_dir() and self.degrade_to is None:
             logger.warning(
@@ -150,6 +158,7 @@ class DataModule:
         """What the data is, for checkpoint meta (relative names only, no machine paths)."""
         return {
             "dataset": self.dataset_dir.name,
+            "schema": self.schema.name,
             "image_dir": self.image_dir.name,
             "table": self.table.name if self.table else None,
             "split_file": self.split_file.name if self.split_file else None,
@@ -163,10 +172,17 @@ class DataModule:
 
     # ---------------------------------------------------------------- records and pairs
     @property
-    def splits(self) -> dict[str, list[CXR14Record]]:
+    def schema(self) -> LabelSchema:
+        """The data set's classes and utility metric (from its table)."""
+        if self._schema is None:
+            self.splits  # reads the table
+        return self._schema  # type: ignore[return-value]
+
+    @property
+    def splits(self) -> dict[str, list[ImageRecord]]:
         """Split name -> records (patient-disjoint)."""
         if self._splits is None:
-            records = read_chestxray14_table(self.table)
+            records, self._schema = read_table(self.table, self.dataset)
             splits = make_splits(
                 records,
                 split_file=self.split_file,
@@ -179,7 +195,7 @@ class DataModule:
             self._splits = splits
         return self._splits
 
-    def records(self, split: str) -> list[CXR14Record]:
+    def records(self, split: str) -> list[ImageRecord]:
         """Records of one split."""
         if split not in self.splits:
             raise KeyError(f"split {split!r} not found; available: {sorted(self.splits)}")

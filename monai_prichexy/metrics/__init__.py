@@ -13,11 +13,15 @@ AUC functions return fractions in [0, 1]; the summary functions take percentages
 
 from .classification import (
     CXR14_LABELS,
+    BinaryAUC,
     BinaryAUCResult,
     MeanAUC,
     MeanAUCResult,
     binary_any_finding_auc,
+    binary_auc,
     mean_auc,
+    utility_aucs,
+    within_chance,
 )
 from .retrieval import RetrievalResult, retrieval_metrics
 from .summary import SummaryRow, mean_std, privacy_closure, utility_retention
@@ -25,6 +29,7 @@ from .verification import VerificationAUC, patient_pair_weights, verification_au
 
 __all__ = [
     "CXR14_LABELS",
+    "BinaryAUC",
     "BinaryAUCResult",
     "MeanAUC",
     "MeanAUCResult",
@@ -32,11 +37,14 @@ __all__ = [
     "SummaryRow",
     "VerificationAUC",
     "binary_any_finding_auc",
+    "binary_auc",
     "mean_auc",
     "mean_std",
     "patient_pair_weights",
     "privacy_closure",
     "retrieval_metrics",
+    "utility_aucs",
     "utility_retention",
     "verification_auc",
+    "within_chance",
 ]

@@ -20,7 +20,7 @@ import torch
 from ignite.metrics import EpochMetric
 from sklearn.metrics import roc_auc_score
 
-from ..labels import CXR14_LABELS
+from ..labels import CXR14_LABELS, LabelSchema
 
 from .verification import _as_numpy
 
@@ -29,8 +29,12 @@ __all__ = [
     "MeanAUCResult",
     "BinaryAUCResult",
     "mean_auc",
+    "binary_auc",
     "binary_any_finding_auc",
+    "within_chance",
+    "utility_aucs",
     "MeanAUC",
+    "BinaryAUC",
 ]
 
 @dataclass
@@ -206,6 +210,59 @@ def _any_finding(p: np.ndarray, t: np.ndarray, reduction: str) -> tuple[np.ndarr
     return score, t.max(axis=1)
 
 
+def binary_auc(
+    scores: Any,
+    targets: Any,
+    n_bootstrap: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> BinaryAUCResult:
+    """ROC AUC of a binary question with a percentile bootstrap CI over images.
+
+    Resamples holding one class only are dropped (``n_bootstrap_valid`` counts the kept ones).
+
+    Args:
+        scores: ``(N,)`` scores (only their order matters).
+        targets: ``(N,)`` 0/1 targets.
+        n_bootstrap: number of resamples; 0 disables the CI.
+        ci: confidence level.
+        seed: seed of the resampling (``numpy.random.default_rng``).
+
+    Raises:
+        ValueError: bad shapes, non-finite scores, or one class only.
+    """
+    score = np.asarray(_as_numpy(scores, "scores"), dtype=np.float64).reshape(-1)
+    y = np.asarray(_as_numpy(targets, "targets")).reshape(-1)
+    if score.shape != y.shape or score.size == 0:
+        raise ValueError(f"scores and targets must be non-empty and of the same length, got {score.shape} and {y.shape}.")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("scores contain NaN or infinite values.")
+    if not np.all(np.isin(y, (0, 1))):
+        raise ValueError("targets must be binary (0/1 or bool).")
+    y = y.astype(np.int64)
+    _parse_bootstrap(n_bootstrap, ci)
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("a binary AUC needs both positive and negative images.")
+    auc = float(roc_auc_score(y, score))
+    boot = None
+    interval = None
+    n_valid = 0
+    if n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        n = y.size
+        boot = np.full(int(n_bootstrap), np.nan)
+        for b in range(int(n_bootstrap)):
+            idx = rng.integers(0, n, size=n)
+            yb = y[idx]
+            if yb.min() != yb.max():
+                boot[b] = roc_auc_score(yb, score[idx])
+        n_valid = int(np.isfinite(boot).sum())
+        interval = _percentile_ci(boot, ci)
+    return BinaryAUCResult(auc, interval, ci, n_pos, n_neg, int(n_bootstrap), n_valid, boot)
+
+
 def binary_any_finding_auc(
     probs: Any,
     targets: Any,
@@ -221,7 +278,7 @@ def binary_any_finding_auc(
     monotone, so logits work too, and unaffected by the number of classes); ``"noisy_or"``
     uses ``1 - prod(1 - p)`` and needs probabilities. This two-class AUC is far less noisy than
     the 14-class mean on small test sets (DESIGN, section 4). The CI is a percentile bootstrap
-    over images; resamples holding one class only are dropped.
+    over images (:func:`binary_auc`).
 
     Args:
         probs: ``(N, C)`` scores.
@@ -240,26 +297,54 @@ def binary_any_finding_auc(
     p, t = _parse_probs_targets(probs, targets)
     _parse_bootstrap(n_bootstrap, ci)
     score, y = _any_finding(p, t, reduction)
-    n_pos = int(y.sum())
-    n_neg = int(y.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    if y.min() == y.max():
         raise ValueError("binary_any_finding_auc needs both images with findings and 'No Finding' images.")
-    auc = float(roc_auc_score(y, score))
-    boot = None
-    interval = None
-    n_valid = 0
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        n = y.size
-        boot = np.full(int(n_bootstrap), np.nan)
-        for b in range(int(n_bootstrap)):
-            idx = rng.integers(0, n, size=n)
-            yb = y[idx]
-            if yb.min() != yb.max():
-                boot[b] = roc_auc_score(yb, score[idx])
-        n_valid = int(np.isfinite(boot).sum())
-        interval = _percentile_ci(boot, ci)
-    return BinaryAUCResult(auc, interval, ci, n_pos, n_neg, int(n_bootstrap), n_valid, boot)
+    return binary_auc(score, y, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
+
+
+def within_chance(ci: Sequence[float] | None, chance: float = 0.5) -> bool | None:
+    """True when a confidence interval contains chance (``chance`` in the interval's unit); None without a CI."""
+    if not ci:
+        return None
+    return bool(float(ci[0]) <= chance <= float(ci[1]))
+
+
+def utility_aucs(
+    probs: Any, targets: Any, schema: LabelSchema, n_bootstrap: int = 1000, ci: float = 0.95, seed: int = 0
+) -> dict[str, Any]:
+    """A data set's utility figures from the classifier's probabilities (fractions in [0, 1]).
+
+    The mean of the per-class (one-vs-rest) AUCs over the classes present, and the schema's
+    binary question (any finding vs No Finding; pneumonia vs normal), each with a percentile
+    bootstrap CI and a flag saying whether the CI contains chance (0.5).
+
+    Args:
+        probs: ``(N, C)`` probabilities (:meth:`LabelSchema.probabilities` of the logits).
+        targets: ``(N, C)`` 0/1 label vectors over ``schema.classes``.
+        schema: the data set's label schema.
+    """
+    p, t = _parse_probs_targets(probs, targets)
+    mean = mean_auc(p, t, label_names=schema.classes, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
+    y = schema.binary_targets(t)
+    binary = None
+    if y.min() != y.max():
+        binary = binary_auc(schema.binary_scores(p), y, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
+    return {
+        "schema": schema.name,
+        "mean_auc": mean.mean,
+        "mean_auc_ci": list(mean.ci) if mean.ci is not None else None,
+        "mean_auc_within_chance": within_chance(mean.ci),
+        "per_class_auc": mean.per_class,
+        "classes_absent": mean.skipped,
+        "binary_name": schema.binary_name,
+        "binary_auc": binary.auc if binary else float("nan"),
+        "binary_ci": list(binary.ci) if binary and binary.ci is not None else None,
+        "binary_within_chance": within_chance(binary.ci) if binary else None,
+        "n_binary_positive": binary.n_positive if binary else int(y.sum()),
+        "n_binary_negative": binary.n_negative if binary else int(y.size - y.sum()),
+        "n_images": int(p.shape[0]),
+        "n_bootstrap": int(n_bootstrap),
+    }
 
 
 def _mean_auc_compute_fn(y_pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -293,3 +378,36 @@ class MeanAUC(EpochMetric):
             skip_unrolling=False,
         )
 
+
+
+class BinaryAUC(EpochMetric):
+    """Ignite metric: AUC of a schema's binary question over an epoch (NaN with one class only).
+
+    ``update`` takes ``(probs, y)`` of shape ``(B, C)``: probabilities over the schema's classes
+    and their 0/1 label vectors.
+
+    Args:
+        schema: the data set's label schema (or its name).
+        output_transform: maps the engine output to ``(probs, y)``.
+        device: where to store the values.
+    """
+
+    def __init__(
+        self,
+        schema: LabelSchema | str,
+        output_transform: Callable = lambda x: x,
+        device: str | torch.device = torch.device("cpu"),
+    ) -> None:
+        from ..labels import get_schema
+
+        schema = get_schema(schema)
+
+        def compute(y_pred: torch.Tensor, y: torch.Tensor) -> float:
+            p, t = y_pred.detach().cpu().numpy(), y.detach().cpu().numpy()
+            yb = schema.binary_targets(t)
+            if yb.min() == yb.max():
+                return float("nan")
+            return float(roc_auc_score(yb, schema.binary_scores(p)))
+
+        super().__init__(compute, output_transform=output_transform, check_compute_fn=False, device=device,
+                         skip_unrolling=False)
