@@ -44,7 +44,7 @@ def test_bare_state_dict_of_generator_or_bundle_network_loads(tmp_path):
     g = FlowFieldGenerator(init_features=3)
     torch.save(g.state_dict(), tmp_path / "bare.pt")
     torch.save(PriCheXyNet(g, mu=0.005, working_size=32).state_dict(), tmp_path / "bundle.pt")
-    bundle_meta = {"mu": 0.005, "smoothing": "grid", "working_size": [32, 32]}
+    bundle_meta = {"mu": 0.005, "smoothing": "grid", "working_size": [32, 32], "budget_px": None}
     for name, expected_meta in (("bare.pt", {}), ("bundle.pt", bundle_meta)):
         loaded, meta = load_generator(tmp_path / name)
         assert loaded.init_features == 3 and meta == expected_meta

@@ -42,6 +42,7 @@ def anonymizer_meta(network: nn.Module) -> dict[str, Any]:
             "mu": net.mu,
             "smoothing": net.smoothing,
             "working_size": net.working_size,
+            "budget_px": net.budget_px,
             **describe(net.generator),
         }
     return {"anonymizer": "privacy_net", **describe(net)}

@@ -5,7 +5,8 @@ The flow is computed at ``working_size`` (256 in the paper) and its displacement
 to (H, W), so the same network deforms a 256-px training image and a native-size radiograph.
 This is the bundle's ``network_def`` and what ``ckpt_export`` traces; its state dict holds the
 generator's weights (``generator.*``) and the set-up it was trained for (``mu_value``,
-``smoothing_index``, ``working_size_value``).
+``smoothing_index``, ``working_size_value``, ``budget_px_value``; 0 = no budget, the value
+older files without it load with).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deformation import SMOOTHING_MODES, _check_mode, sampling_grid, warp
+from .deformation import (
+    SMOOTHING_MODES,
+    _check_mode,
+    frame_width_px,
+    identity_grid,
+    jacobian_determinant,
+    sampling_grid,
+    warp,
+)
 from .generator import FlowFieldGenerator
 
 __all__ = ["PriCheXyNet"]
@@ -40,6 +49,9 @@ class PriCheXyNet(nn.Module):
         smoothing: ``"grid"`` (paper), ``"displacement"`` or ``"none"``.
         working_size: size the generator sees (int or (H, W)); None = the input's size.
         init_features: base features of the new generator when ``generator`` is None.
+        budget_px: bound on the length of every displacement vector ``mu * G(x)`` in pixels at
+            256 x 256 (beyond the paper; None = no bound). With ``smoothing="displacement"`` the
+            deformation never moves a pixel further than that.
     """
 
     def __init__(
@@ -49,6 +61,7 @@ class PriCheXyNet(nn.Module):
         smoothing: str = "grid",
         working_size: int | Sequence[int] | None = 256,
         init_features: int = 32,
+        budget_px: float | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= float(mu) <= 1:
@@ -59,7 +72,26 @@ class PriCheXyNet(nn.Module):
         self.register_buffer("mu_value", torch.tensor(float(mu), dtype=torch.float64))
         self.register_buffer("smoothing_index", torch.tensor(SMOOTHING_MODES.index(_check_mode(smoothing))))
         self.register_buffer("working_size_value", torch.zeros(2, dtype=torch.int64))
+        self.register_buffer("budget_px_value", torch.tensor(0.0, dtype=torch.float64))
         self.working_size = working_size
+        self.budget_px = budget_px
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401 - torch hook
+        # files written before the budget existed have no ``budget_px_value``: they had no budget
+        state_dict.setdefault(prefix + "budget_px_value", torch.tensor(0.0, dtype=torch.float64))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def budget_px(self) -> float | None:
+        """Displacement budget in pixels at 256 x 256, or None (stored as ``budget_px_value``)."""
+        value = float(self.budget_px_value)
+        return None if value <= 0 else value
+
+    @budget_px.setter
+    def budget_px(self, value: float | None) -> None:
+        if value is not None and not float(value) > 0:
+            raise ValueError(f"budget_px must be > 0 or None, got {value}")
+        self.budget_px_value.fill_(0.0 if value is None else float(value))
 
     @property
     def mu(self) -> float:
@@ -101,7 +133,21 @@ class PriCheXyNet(nn.Module):
     def sampling_grid(self, view: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
         """The sampling grid for an image of ``size`` (default: the view's size)."""
         out_size = tuple(view.shape[-2:]) if size is None else size
-        return sampling_grid(self.flow(view), self.mu, self.smoothing, size=out_size)
+        return sampling_grid(self.flow(view), self.mu, self.smoothing, size=out_size, budget_px=self.budget_px)
+
+    def displacement(self, view: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+        """The deformation's ``(B, 2, H, W)`` displacement (sampling grid minus identity), normalised units."""
+        grid = self.sampling_grid(view, size)
+        return grid - identity_grid(grid.shape[-2], grid.shape[-1], device=grid.device, dtype=grid.dtype)
+
+    def frame_px(self, image_size: int) -> float:
+        """Width of the border frame the paper's smoothing distorts, in pixels of an image of side ``image_size``."""
+        size = self.working_size
+        return frame_width_px(self.smoothing, None if size is None else size[0], image_size)
+
+    def folds(self, view: torch.Tensor) -> torch.Tensor:
+        """Share of pixels per image where the deformation folds (Jacobian determinant <= 0), ``(B,)``."""
+        return (jacobian_determinant(self.sampling_grid(view)) <= 0).flatten(1).float().mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return warp(x, self.sampling_grid(x))
