@@ -25,7 +25,14 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
+from .networks import (
+    AbnormalityClassifier,
+    EmbeddingNet,
+    FlowFieldGenerator,
+    PriCheXyNet,
+    PrivacyNetEncoder,
+    SiameseVerifier,
+)
 from .networks.deformation import SMOOTHING_MODES
 
 __all__ = [
@@ -48,6 +55,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "PrivacyNetEncoder": PrivacyNetEncoder,
     "AbnormalityClassifier": AbnormalityClassifier,
     "SiameseVerifier": SiameseVerifier,
+    "EmbeddingNet": EmbeddingNet,
 }
 
 
@@ -73,13 +81,28 @@ def network_kwargs(network: nn.Module) -> dict[str, Any]:
     if isinstance(network, (FlowFieldGenerator, PrivacyNetEncoder)):
         return {"in_channels": network.in_channels, "init_features": network.init_features}
     if isinstance(network, AbnormalityClassifier):
-        return {"in_channels": network.in_channels, "input_size": network.input_size}
+        return {
+            "in_channels": network.in_channels,
+            "input_size": network.input_size,
+            "targets": list(network.targets),
+            "backbone": network.backbone,
+            "widen_factor": network.widen_factor,
+        }
     if isinstance(network, SiameseVerifier):
         return {
             "backbone": network.backbone_name,
             "embedding_dim": network.embedding_dim,
             "in_channels": network.branch.conv1.in_channels,
             "widen_factor": network.branch.conv1.out_channels / 64,
+            "input_size": network.input_size,
+        }
+    if isinstance(network, EmbeddingNet):
+        return {
+            "backbone": network.backbone_name,
+            "embedding_dim": network.embedding_dim,
+            "in_channels": network.branch.conv1.in_channels,
+            "widen_factor": network.widen_factor,
+            "input_size": network.input_size,
         }
     raise TypeError(f"cannot describe a {type(network).__name__}; expected one of {sorted(NETWORKS)}")
 
@@ -88,7 +111,8 @@ def save_checkpoint(path: str | os.PathLike, network: nn.Module, meta: Mapping[s
     """Atomically write ``network`` (unwrapping DDP/PriCheXyNet) with JSON-like ``meta``."""
     network = getattr(network, "module", network)
     if isinstance(network, PriCheXyNet):
-        meta = {"mu": network.mu, "smoothing": network.smoothing, "working_size": network.working_size, **(meta or {})}
+        meta = {"mu": network.mu, "smoothing": network.smoothing, "working_size": network.working_size,
+                "budget_px": network.budget_px, **(meta or {})}
         network = network.generator
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -155,6 +179,9 @@ def _generator_state(checkpoint: Mapping[str, Any]) -> tuple[dict[str, torch.Ten
     if "working_size_value" in state:
         size = [int(v) for v in state.pop("working_size_value")]
         meta.setdefault("working_size", None if size[0] == 0 else size)
+    if "budget_px_value" in state:
+        budget = float(state.pop("budget_px_value"))
+        meta.setdefault("budget_px", None if budget <= 0 else budget)
     return _strip_prefix(state, "generator."), meta
 
 
@@ -221,4 +248,6 @@ def load_into_prichexynet(
         network.smoothing = meta["smoothing"]
     if "working_size" in meta:
         network.working_size = meta["working_size"]
+    if "budget_px" in meta:
+        network.budget_px = meta["budget_px"]
     return network

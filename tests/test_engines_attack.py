@@ -1,46 +1,77 @@
-"""Anonymizers for the attack (random-deformation control, DP-Pix, trained checkpoints), the attack
-over seeds (mean +- std, pair- and patient-weighted) and the utility measure."""
+"""Anonymizers for the attack (random-deformation control, blur, DP-Pix, trained checkpoints), the
+attackers over seeds (per attacker, worst case, pair- and patient-weighted) and the utility measure."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from monai_prichexy.engines import (
     DPPixAnonymizer,
+    GaussianBlur,
     RandomDeformation,
     build_anonymizer,
     evaluate_anonymizer,
     evaluate_utility,
     export_bundle_model,
-    mean_displacement,
+    load_split_images,
+    make_release,
     run_attack,
+    score_attack,
     seed_everything,
 )
 from monai_prichexy.engines.attack import evaluate_verification
+from monai_prichexy.metrics.displacement import DisplacementAccumulator
 from monai_prichexy.networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, SiameseVerifier
 from monai_prichexy.weights import save_checkpoint
 
-from .test_engines_common import TINY_CLASSIFIER, TINY_GENERATOR, TINY_VERIFIER, tiny_data, tiny_module  # noqa: F401
+from .test_engines_common import (  # noqa: F401
+    TINY_ATTACKERS,
+    TINY_CLASSIFIER,
+    TINY_GENERATOR,
+    TINY_VERIFIER,
+    tiny_data,
+    tiny_module,
+)
 
 
-@pytest.mark.parametrize("target", [0.0, 0.004, 0.02])
-def test_random_deformation_has_the_requested_mean_displacement(target):
-    rd = RandomDeformation(target, field_sigma=3.0, smoothing="none", seed=0)
-    field = rd.field((3, 32, 32), torch.device("cpu"), torch.float32)
-    assert field.shape == (3, 2, 32, 32)
-    assert field.abs().mean(dim=(1, 2, 3)).tolist() == pytest.approx([target] * 3, abs=1e-6)
+def _interior_mean(rd: RandomDeformation, x: torch.Tensor) -> float:
+    acc = DisplacementAccumulator(rd.working_size, rd.frame_px(x.shape[-1]))
+    acc.update(rd.displacement(x))
+    return acc.compute()["interior"]["mean_normalised"]
+
+
+@pytest.mark.parametrize("smoothing", ["grid", "displacement", "none"])
+@pytest.mark.parametrize("target", [0.004, 0.02])
+def test_random_deformation_has_the_requested_mean_displacement(target, smoothing):
+    rd = RandomDeformation(target, field_sigma=3.0, smoothing=smoothing, seed=0)
     x = torch.rand(3, 1, 32, 32)
+    assert _interior_mean(rd, x) == pytest.approx(target, rel=2e-3)
     y = rd(x)
-    assert y.shape == x.shape
-    if target == 0.0:
-        assert torch.allclose(y, x, atol=1e-5)
-    else:
-        assert not torch.allclose(y, x, atol=1e-4)
-        # bounded by tanh: no displacement exceeds target / mean|tanh| (a few times the mean)
-        assert field.abs().max() < 10 * target
+    assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-4)
+
+
+def test_random_deformation_respects_the_budget_and_working_size():
+    # a mean close to the budget: the clamp bites, the rescaling still reaches the mean
+    budget = 2.0  # px at 256
+    target = 0.5 * budget / 127.5
+    rd = RandomDeformation(target, field_sigma=2.0, smoothing="displacement", working_size=32, budget_px=budget, seed=0)
+    x = torch.rand(2, 1, 64, 64)
+    acc = DisplacementAccumulator(32, rd.frame_px(64))
+    acc.update(rd.displacement(x))
+    stats = acc.compute()
+    assert stats["whole_image"]["max_px_256"] <= budget + 1e-4
+    assert stats["interior"]["mean_normalised"] == pytest.approx(target, rel=2e-2)
+    assert stats["frame_share"] == 0.0 and stats["fold_share"] == 0.0
+
+
+def test_random_deformation_zero_is_the_operator_alone():
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(RandomDeformation(0.0, smoothing="none")(x), x, atol=1e-5)
+    assert torch.allclose(RandomDeformation(0.0, smoothing="displacement")(x), x, atol=1e-5)
 
 
 def test_random_deformation_is_seeded_and_smooth():
@@ -49,12 +80,25 @@ def test_random_deformation_is_seeded_and_smooth():
     b = RandomDeformation(0.01, seed=1)(x)
     c = RandomDeformation(0.01, seed=2)(x)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    field = RandomDeformation(0.01, field_sigma=4.0, seed=0).field((1, 64, 64), torch.device("cpu"), torch.float32)
-    rough = RandomDeformation(0.01, field_sigma=0.5, seed=0).field((1, 64, 64), torch.device("cpu"), torch.float32)
+    smooth = RandomDeformation(0.01, field_sigma=4.0, seed=0).noise((1, 64, 64), torch.device("cpu"), torch.float32)
+    rough = RandomDeformation(0.01, field_sigma=0.5, seed=0).noise((1, 64, 64), torch.device("cpu"), torch.float32)
     grad = lambda f: (f[..., 1:] - f[..., :-1]).abs().mean()  # noqa: E731
-    assert grad(field) < 0.5 * grad(rough)
-    with pytest.raises(ValueError):
+    assert grad(smooth) < 0.5 * grad(rough)
+    with pytest.raises(ValueError, match="mean_displacement"):
         RandomDeformation(-1.0)
+    with pytest.raises(ValueError, match="budget_px"):
+        RandomDeformation(0.01, budget_px=0.0)
+
+
+def test_gaussian_blur_keeps_constants_and_smooths():
+    flat = torch.full((1, 1, 32, 32), 0.3)
+    assert torch.allclose(GaussianBlur(2.0)(flat), flat, atol=1e-4)  # replicate padding: no dark border
+    x = torch.zeros(1, 1, 33, 33)
+    x[..., 16, 16] = 1.0
+    y = GaussianBlur(1.0)(x)
+    assert float(y.sum()) == pytest.approx(1.0, abs=1e-4) and float(y.max()) < 0.2
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianBlur(0.0)
 
 
 def test_dppix_anonymizer_batch():
@@ -67,62 +111,99 @@ def test_dppix_anonymizer_batch():
 
 def test_build_anonymizer_from_checkpoints(tmp_path):
     seed_everything(0)
-    net = PriCheXyNet(FlowFieldGenerator(**TINY_GENERATOR), mu=0.01, working_size=32)
+    net = PriCheXyNet(FlowFieldGenerator(**TINY_GENERATOR), mu=0.01, working_size=32, budget_px=1.0)
     save_checkpoint(tmp_path / "g.pt", net)
     anon = build_anonymizer("prichexy", checkpoint=tmp_path / "g.pt")
-    assert isinstance(anon, PriCheXyNet) and anon.mu == 0.01 and not anon.training
+    assert isinstance(anon, PriCheXyNet) and anon.mu == 0.01 and anon.budget_px == 1.0 and not anon.training
     x = torch.rand(2, 1, 32, 32)
     assert torch.allclose(anon(x), net.eval()(x), atol=1e-6)
-    # the bundle's bare model.pt: mu comes from model.json beside it
+    # the bundle's bare model.pt: mu and budget travel in its buffers
     export_bundle_model(net, tmp_path / "models" / "model.pt", {"stage": "adversarial"})
     anon2 = build_anonymizer("prichexy", checkpoint=tmp_path / "models" / "model.pt")
-    assert anon2.mu == 0.01 and anon2.working_size == (32, 32)
+    assert anon2.mu == 0.01 and anon2.working_size == (32, 32) and anon2.budget_px == 1.0
     assert isinstance(build_anonymizer("none"), torch.nn.Module)
-    with pytest.raises(ValueError):
+    assert isinstance(build_anonymizer("blur", sigma=1.5), GaussianBlur)
+    with pytest.raises(ValueError, match="mean_displacement"):
         build_anonymizer("random_deformation")
-    with pytest.raises(ValueError):
-        build_anonymizer("blur")
-    disp = mean_displacement(net, [{"image": x}])
-    assert 0 < disp["mean_abs"] <= 0.01 and disp["mean_abs_px"] == pytest.approx(disp["mean_abs"] * 31 / 2)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_anonymizer("swirl")
 
 
-def test_evaluate_verification_perfect_attacker_is_one(tiny_module):
-    """An 'attacker' that embeds patients perfectly (the patient pattern) must reach AUC 1 and P@1 1."""
+def test_score_attack_against_a_known_score_matrix(tiny_module):
+    """Scores = 1 for same patient, 0 otherwise: AUC 1 and P@1 1; the transposed identity changes nothing."""
+    real = load_split_images(tiny_module, "test")
+    ids = real.patient_ids
+    perfect = (ids[:, None] == ids[None, :]).astype(float)
+    res = score_attack(perfect, tiny_module, real)
+    assert res["auc_pair"] == pytest.approx(1.0) and res["auc_patient"] == pytest.approx(1.0)
+    assert res["precision_at_1"] == pytest.approx(1.0) and res["n_pairs"] == 18 and res["n_positive_pairs"] == 9
+    inverted = score_attack(-perfect, tiny_module, real)
+    assert inverted["auc_pair"] == pytest.approx(0.0)
+
+
+def test_evaluate_verification_perfect_attacker_is_one_and_noise_is_chance(tiny_module):
+    """An 'attacker' that embeds patients perfectly reaches AUC 1 on real images; replacing the images
+    by noise (an anonymizer that keeps nothing) brings the same attacker to chance."""
 
     class Oracle(SiameseVerifier):
         def embed(self, x):
             return x.flatten(1)[:, ::7]  # the per-patient pattern dominates the noise
 
         def score_embeddings(self, e1, e2):
-            return -((e1 - e2) ** 2).sum(1, keepdim=True)
+            return -((e1 - e2) ** 2).sum(-1, keepdim=True)
 
     res = evaluate_verification(Oracle(**TINY_VERIFIER), None, tiny_module, "test")
     assert res["auc_pair"] == pytest.approx(1.0) and res["auc_patient"] == pytest.approx(1.0)
     assert res["precision_at_1"] == pytest.approx(1.0)
-    assert res["n_pairs"] == 18 and res["n_positive_pairs"] == 9
+
+    class Noise(torch.nn.Module):
+        def forward(self, x):
+            return torch.rand(x.shape, generator=torch.Generator().manual_seed(x.shape[0]))
+
+    noisy = evaluate_verification(Oracle(**TINY_VERIFIER), Noise(), tiny_module, "test")
+    assert abs(noisy["auc_pair"] - 0.5) < 0.3  # 18 test pairs: chance within sampling noise
 
 
-def test_run_attack_mean_std_over_seeds(tiny_module):
+def test_make_release_measures_the_deformation_it_applied(tiny_module):
+    real = {"test": load_split_images(tiny_module, "test")}
+    rd = RandomDeformation(0.01, smoothing="displacement", seed=0)
+    released, stats = make_release(rd, real, measure_split="test")
+    assert stats["interior"]["mean_normalised"] == pytest.approx(0.01, rel=2e-3)
+    assert released["test"].images.shape == real["test"].images.shape
+    assert not torch.allclose(released["test"].images, real["test"].images)
+    same, none = make_release(None, real)
+    assert none is None and torch.equal(same["test"].images, real["test"].images)
+
+
+def test_run_attack_reports_every_attacker_and_the_worst_case(tiny_module):
     spec = {"kind": "random_deformation", "mean_displacement": 0.005}
     res = run_attack(spec, tiny_module, seeds=[0, 1], verifier_kwargs=TINY_VERIFIER, max_epochs=1, batch_size=8,
-                     lr=1e-3, progress=False)
-    assert res["seeds"] == [0, 1] and len(res["per_seed"]) == 2
+                     lr=1e-3, progress=False, attackers=TINY_ATTACKERS)
+    assert res["seeds"] == [0, 1] and set(res["attackers"]) == {"siamese", "metric", "pixel"}
     for key in ("auc_pair", "auc_patient", "map_at_r", "precision_at_1"):
-        assert set(res[key]) == {"mean", "std"}
-        vals = [r[key] for r in res["per_seed"]]
-        assert res[key]["mean"] == pytest.approx(sum(vals) / 2)
+        means = {a: r[key]["mean"] for a, r in res["attackers"].items()}
+        assert res[key]["mean"] == pytest.approx(max(means.values()))
+        assert res[key]["attacker"] == max(means, key=means.get)
+        for k in range(2):
+            assert res["per_seed"][k][key] == pytest.approx(max(r["per_seed"][k][key] for r in res["attackers"].values()))
+        vals = [r[key] for r in res["attackers"]["siamese"]["per_seed"]]
+        assert res["attackers"]["siamese"][key]["mean"] == pytest.approx(sum(vals) / 2)
         assert math.isfinite(res[key]["std"]) and 0 <= res[key]["mean"] <= 1
-    assert "pair" in res["weighting"]["auc_pair"] and "patient" in res["weighting"]["auc_patient"]
+    assert res["displacement"]["interior"]["mean_normalised"] == pytest.approx(0.005, rel=2e-3)
+    assert 0 < res["image_change"]["ssim_mean"] < 1
+    with pytest.raises(ValueError, match="unknown attacker"):
+        run_attack(None, tiny_module, seeds=[0], attackers=["oracle"], progress=False)
 
 
-def test_evaluate_utility_reports_absent_classes_and_any_finding(tiny_module, tmp_path):
+def test_evaluate_utility_reports_absent_classes_and_the_binary_question(tiny_module):
     seed_everything(0)
     classifier = AbnormalityClassifier(**TINY_CLASSIFIER)
     res = evaluate_utility(classifier, {"kind": "dppix", "b": 2}, tiny_module, "test", n_bootstrap=20)
     # the synthetic data has 3 of the 14 findings: the 11 others are absent and reported
     assert len(res["classes_absent"]) >= 11 and "Hernia" in res["classes_absent"]
     assert 0 <= res["mean_auc"] <= 1 and len(res["mean_auc_ci"]) == 2
-    assert 0 <= res["any_finding_auc"] <= 1 and res["n_images"] == 9
+    assert res["binary_name"] == "any finding" and 0 <= res["binary_auc"] <= 1 and res["n_images"] == 9
+    assert isinstance(res["binary_within_chance"], bool)
 
 
 def test_evaluate_anonymizer_writes_json(tiny_module, tmp_path):
@@ -131,6 +212,10 @@ def test_evaluate_anonymizer_writes_json(tiny_module, tmp_path):
     out = evaluate_anonymizer(
         {"kind": "dppix", "b": 8}, tiny_module, tmp_path / "classifier.pt", seeds=[0], verifier_kwargs=TINY_VERIFIER,
         max_epochs=1, batch_size=8, n_bootstrap=10, output_path=tmp_path / "eval.json", progress=False,
+        attackers={"siamese": {}, "pixel": {}},
     )
     assert (tmp_path / "eval.json").is_file()
     assert out["anonymizer"]["kind"] == "dppix" and math.isnan(out["privacy"]["auc_pair"]["std"])
+    assert set(out["privacy"]["attackers"]) == {"siamese", "pixel"} and out["displacement"] is None
+    assert 0 <= out["image_change"]["ssim_mean"] < 0.5  # DP-Pix destroys the image
+    assert np.isfinite(out["utility"]["binary_auc"])

@@ -15,6 +15,12 @@ FINDINGS = ("Effusion", "Cardiomegaly", "Infiltration")
 TINY_GENERATOR = {"init_features": 2}
 TINY_VERIFIER = {"backbone": "resnet10", "embedding_dim": 8, "widen_factor": 0.25}
 TINY_CLASSIFIER = {"in_channels": 1, "input_size": None}
+TINY_EMBEDDING = {"backbone": "resnet10", "embedding_dim": 8, "widen_factor": 0.25}
+TINY_ATTACKERS = {
+    "siamese": {},
+    "metric": {"network": TINY_EMBEDDING, "max_epochs": 1, "batch_size": 8, "m_per_patient": 2},
+    "pixel": {},
+}
 
 
 def make_tiny_dataset(root: Path, size: int = 32, patients: dict[str, int] | None = None, seed: int = 0) -> Path:
@@ -84,11 +90,14 @@ def tiny_profile(dataset_dir: Path, output_dir: Path, size: int = 32) -> dict:
             "verifier_pretrain": {"max_epochs": 1, "batch_size": 8, "lr": 1e-3, "patience": 5},
             "generator_pretrain": {"max_epochs": 1, "batch_size": 8, "lr": 1e-3},
             "adversarial": {"max_epochs": 1, "batch_size": 8},
-            "attack": {"max_epochs": 1, "batch_size": 8, "lr": 1e-3, "patience": 5, "seeds": [0, 1]},
+            "ensemble": {"max_epochs": 1, "batch_size": 8, "refresh_every": 1, "warmup_steps": 1,
+                         "adversaries": {"siamese": {"network": TINY_VERIFIER}, "metric": {"network": TINY_EMBEDDING}}},
+            "attack": {"max_epochs": 1, "batch_size": 8, "lr": 1e-3, "patience": 5, "seeds": [0, 1],
+                       "attackers": TINY_ATTACKERS},
         },
         "benchmark": {
             "mus": [0.01], "privacy_net": True, "dppix": {"b": [1, 2, 4, 8], "eps": 0.1, "m": 1.0},
-            "random_control": {"mus": "max", "field_sigma": 2.0}, "n_bootstrap": 20, "eval_split": "test",
+            "blur": {"sigma": [1.0]}, "random_control": {"field_sigma": 2.0}, "n_bootstrap": 20, "eval_split": "test",
         },
     }
 

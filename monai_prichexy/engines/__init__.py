@@ -7,7 +7,9 @@ Stages (each factory returns a :class:`TrainingStage`; ``stage.run()`` trains an
 3. :func:`create_reconstruction_stage` -- anonymizer pre-training, MSE(A(x), x);
 4. :func:`create_adversarial_stage` -- the adversarial game of G against V, keeping C's utility;
 5. Privacy-Net: stages 3-4 with a :class:`~monai_prichexy.networks.PrivacyNetEncoder`;
-6. :func:`run_attack` / :func:`evaluate_utility` -- the evaluation protocol.
+6. :func:`run_attack` / :func:`evaluate_utility` -- the evaluation protocol: the attackers of
+   :mod:`~monai_prichexy.engines.attackers` (Siamese, metric learning, pixel correlation)
+   retrained on an anonymized release, worst case over them, and the original classifier.
 
 :class:`Experiment` runs all of them from one JSON profile, resumably.
 """
@@ -16,12 +18,24 @@ from .adversarial import AdversarialEvalStep, AdversarialStep, create_adversaria
 from .anonymizers import (
     ANONYMIZER_KINDS,
     DPPixAnonymizer,
+    GaussianBlur,
     IdentityAnonymizer,
     RandomDeformation,
     build_anonymizer,
     mean_displacement,
 )
-from .attack import embed_split, evaluate_anonymizer, evaluate_utility, evaluate_verification, run_attack, train_attacker
+from .attack import (
+    DEFAULT_ATTACKERS,
+    evaluate_anonymizer,
+    evaluate_utility,
+    evaluate_verification,
+    make_release,
+    run_attack,
+    score_attack,
+)
+from .attackers import ATTACKERS, AttackContext, MetricAttacker, PixelAttacker, SiameseAttacker, build_attacker
+from .metric_learning import create_metric_stage
+from .release import SplitImages, anonymize_images, load_split_images
 from .batches import ImageLabelBatch, PairBatch, ReconstructionBatch
 from .classifier import create_classifier_stage
 from .data import DataModule, make_loader
@@ -35,6 +49,20 @@ from .verifier import create_verifier_stage
 
 __all__ = [
     "ANONYMIZER_KINDS",
+    "ATTACKERS",
+    "AttackContext",
+    "DEFAULT_ATTACKERS",
+    "GaussianBlur",
+    "MetricAttacker",
+    "PixelAttacker",
+    "SiameseAttacker",
+    "SplitImages",
+    "anonymize_images",
+    "build_attacker",
+    "create_metric_stage",
+    "load_split_images",
+    "make_release",
+    "score_attack",
     "AdversarialEvalStep",
     "AdversarialStep",
     "BestCheckpoint",
@@ -59,7 +87,6 @@ __all__ = [
     "create_reconstruction_stage",
     "create_verifier_stage",
     "deep_update",
-    "embed_split",
     "evaluate_anonymizer",
     "evaluate_utility",
     "evaluate_verification",
@@ -74,7 +101,6 @@ __all__ = [
     "resolve_device",
     "run_attack",
     "seed_everything",
-    "train_attacker",
     "unwrap",
     "wire_stage",
     "write_json",

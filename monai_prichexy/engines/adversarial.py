@@ -10,6 +10,9 @@ Exactly as Packhäuser et al., MICCAI 2023 (DESIGN.md, section 3), per batch of 
 3. update V on ``(x1'.detach(), x2, y)`` with BCE (Adam) and C on ``(x1'.detach(), labels)`` with
    BCE (SGD, momentum 0.9, weight decay 1e-4).
 
+The utility loss is the data set's (:class:`~monai_prichexy.labels.LabelSchema`): BCE over the
+14 ChestX-ray14 findings as in the paper, cross-entropy for a multi-class set such as Kermany.
+
 C and V keep adapting unless frozen (``freeze_classifier`` / ``freeze_verifier``: no update,
 eval mode so that not even BatchNorm statistics move). No early stopping; the checkpoint with
 the lowest validation total loss ``L_G`` is kept.
@@ -30,6 +33,7 @@ from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator
 from torch import nn
 
+from ..labels import LabelSchema, get_schema
 from ..metrics import MeanAUC, VerificationAUC
 from .handlers import SampleMean
 from .reconstruction import anonymizer_meta
@@ -64,6 +68,7 @@ class AdversarialStep:
         device: device of the batches.
         weight_cls, weight_priv: weights of the two terms of ``L_G`` (1 and 1 in the paper).
         freeze_classifier, freeze_verifier: keep C / V fixed.
+        schema: the data set's label schema (utility loss); ChestX-ray14's BCE by default.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class AdversarialStep:
         weight_priv: float = 1.0,
         freeze_classifier: bool = False,
         freeze_verifier: bool = False,
+        schema: str | LabelSchema = "chestxray14",
     ) -> None:
         self.anonymizer = anonymizer
         self.classifier = classifier
@@ -91,6 +97,7 @@ class AdversarialStep:
         self.weight_priv = float(weight_priv)
         self.freeze_classifier = bool(freeze_classifier)
         self.freeze_verifier = bool(freeze_verifier)
+        self.schema = get_schema(schema)
         if not self.freeze_classifier and opt_classifier is None:
             raise ValueError("an optimizer for the classifier is needed unless freeze_classifier=True")
         if not self.freeze_verifier and opt_verifier is None:
@@ -107,7 +114,7 @@ class AdversarialStep:
         #    get none; the unwrapped modules avoid a DDP gradient sync that would be thrown away)
         set_requires_grad([cls_net, ver_net], False)
         x1_anon = self.anonymizer(x1)
-        loss_cls = F.binary_cross_entropy_with_logits(cls_net(x1_anon), labels)
+        loss_cls = self.schema.loss(cls_net(x1_anon), labels)
         loss_priv = privacy_loss(ver_net(x1_anon, x2))
         loss_g = self.weight_cls * loss_cls + self.weight_priv * loss_priv
         self.opt_anonymizer.zero_grad(set_to_none=True)
@@ -128,7 +135,7 @@ class AdversarialStep:
         if not self.freeze_classifier:
             set_requires_grad(cls_net, True)
             self.opt_classifier.zero_grad(set_to_none=True)
-            loss_c = F.binary_cross_entropy_with_logits(self.classifier(x1_anon), labels)
+            loss_c = self.schema.loss(self.classifier(x1_anon), labels)
             loss_c.backward()
             self.opt_classifier.step()
             out["loss_c"] = loss_c.item()
@@ -145,12 +152,14 @@ class AdversarialEvalStep:
         verifier: nn.Module,
         weight_cls: float = 1.0,
         weight_priv: float = 1.0,
+        schema: str | LabelSchema = "chestxray14",
     ) -> None:
         self.anonymizer = anonymizer
         self.classifier = classifier
         self.verifier = verifier
         self.weight_cls = float(weight_cls)
         self.weight_priv = float(weight_priv)
+        self.schema = get_schema(schema)
 
     @torch.no_grad()
     def __call__(self, engine: Engine, batch: dict) -> dict[str, torch.Tensor]:
@@ -166,7 +175,7 @@ class AdversarialEvalStep:
         finally:
             for n, m in zip(nets, modes):
                 n.train(m)
-        cls = F.binary_cross_entropy_with_logits(c_logits, labels, reduction="none").mean(dim=1)
+        cls = self.schema.loss(c_logits, labels, reduction="none")
         priv = privacy_loss(v_logits, reduction="none").reshape(-1)
         return {
             "total": self.weight_cls * cls + self.weight_priv * priv,
@@ -176,7 +185,7 @@ class AdversarialEvalStep:
             "mse": ((x1_anon - x1) ** 2).flatten(1).mean(dim=1),
             "v_logits": v_logits,
             "same": same,
-            "c_logits": c_logits,
+            "c_probs": self.schema.probabilities(c_logits),
             "labels": labels,
         }
 
@@ -208,6 +217,7 @@ def create_adversarial_stage(
     sync_bn: bool = True,
     progress: bool = True,
     tensorboard_dir: str | os.PathLike | None = None,
+    schema: str | LabelSchema = "chestxray14",
 ) -> TrainingStage:
     """Adversarial training (Ignite ``Engine`` + MONAI ``SupervisedEvaluator``); see the module docstring.
 
@@ -227,6 +237,7 @@ def create_adversarial_stage(
         name: ``"adversarial"`` or ``"privacy_net_adversarial"``.
         export_path: also write the bundle's ``models/model.pt`` (+ ``model.json``) at the end.
         device, meta, sync_bn, progress, tensorboard_dir: as for the other stages.
+        schema: the data set's label schema or name (the utility loss).
 
     Validation metrics (per pair means): ``val_total`` (``L_G``, selects the checkpoint),
     ``val_cls``, ``val_priv``, ``val_v_loss``, ``val_mse`` (anonymized vs input), ``val_v_auc``
@@ -248,7 +259,7 @@ def create_adversarial_stage(
     )
     step = AdversarialStep(
         anonymizer, classifier, verifier, opt_a, opt_c, opt_v, device, weight_cls, weight_priv,
-        freeze_classifier, freeze_verifier,
+        freeze_classifier, freeze_verifier, schema,
     )
     trainer = Engine(step)
     metrics = {
@@ -257,13 +268,13 @@ def create_adversarial_stage(
         "val_v_loss": SampleMean(lambda o: o["v_loss"]),
         "val_mse": SampleMean(lambda o: o["mse"]),
         "val_v_auc": VerificationAUC(output_transform=lambda o: (o["v_logits"], o["same"])),
-        "val_c_auc": MeanAUC(output_transform=lambda o: (o["c_logits"], o["labels"])),
+        "val_c_auc": MeanAUC(output_transform=lambda o: (o["c_probs"], o["labels"])),
     }
     evaluator = SupervisedEvaluator(
         device=device,
         val_data_loader=val_loader,
         network=anonymizer,
-        iteration_update=AdversarialEvalStep(anonymizer, classifier, verifier, weight_cls, weight_priv),
+        iteration_update=AdversarialEvalStep(anonymizer, classifier, verifier, weight_cls, weight_priv, schema),
         key_val_metric={"val_total": SampleMean(lambda o: o["total"])},
         additional_metrics=metrics,
         metric_cmp_fn=metric_cmp_fn("min"),
@@ -282,6 +293,7 @@ def create_adversarial_stage(
         "weight_priv": weight_priv,
         "freeze_classifier": freeze_classifier,
         "freeze_verifier": freeze_verifier,
+        "schema": get_schema(schema).name,
         **(meta or {}),
     }
     return wire_stage(

@@ -1,50 +1,56 @@
-"""Stage 6: the re-identification attack and the utility measure (the paper's evaluation protocol).
+"""Stage 6: the re-identification attacks and the utility measure (the evaluation protocol).
 
-Privacy (Packhäuser et al., MICCAI 2023): a FRESHLY initialised Siamese verifier is trained on
-pairs with BOTH images anonymized (same stage as verifier pre-training: BCE, Adam 1e-4,
-early stopping on the validation loss) and tested on (anonymized, real) test pairs; ROC AUC,
-repeated over several seeds, mean +- std. Reported pair-weighted (the paper's number) and
-patient-weighted (every anchor patient counts once; data README caveat 5).
+Privacy (Packhäuser et al., MICCAI 2023, extended as DESIGN section 8 asks): the anonymizer
+makes a release (every train / validation / test image anonymized once; random anonymizers
+draw once per image, seeded per attack seed); each attacker of :mod:`~monai_prichexy.engines.attackers`
+(the paper's Siamese verifier, a metric-learning embedding, the pixel correlation) is trained
+afresh per seed on the anonymized training images and tested on (anonymized, real) test pairs:
+verification ROC AUC, pair-weighted (the paper's number) and patient-weighted (every anchor
+patient counts once; data README caveat 5), and retrieval (anonymized queries ranking the real
+test images; mAP@R and precision@1, each query's own source excluded). The headline of a row
+is the **worst case over the attackers**: the attacker with the highest mean AUC over seeds;
+per seed, the worst case is the largest AUC of that seed.
 
-Retrieval attack (Packhäuser et al., Sci. Rep. 2022): the attacker's embeddings of the
-anonymized test images (queries) rank the real test images (gallery); mAP@R and precision@1,
-each query's own real source excluded.
+Utility: the ORIGINAL classifier (trained on real images, never retrained) on the anonymized
+test images, scored by the data set's :class:`~monai_prichexy.labels.LabelSchema`: the mean of
+the per-class AUCs and the schema's binary question (any finding; pneumonia vs normal), each
+with a bootstrap CI and a flag when the CI contains chance.
 
-Utility: the ORIGINAL classifier (trained on real images, never retrained) on anonymized test
-images: mean AUC over the 14 findings with a bootstrap CI (classes absent from the test split
-reported), and the binary any-finding AUC.
-
-Test images are anonymized once each (for random anonymizers: one draw per image, as a data
-release would be) and embedded once; pair scores come from the embeddings through the
-verifier's head, which equals scoring every pair through the full network in eval mode.
+Image change: SSIM and mean absolute change between anonymized and real test images; for
+deformation anonymizers the displacement statistics and folds
+(:mod:`monai_prichexy.metrics.displacement`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..metrics import binary_any_finding_auc, mean_auc, mean_std, retrieval_metrics, verification_auc
-from ..labels import CXR14_LABELS
+from ..metrics import mean_std, retrieval_metrics, utility_aucs, verification_auc
+from ..metrics.displacement import DisplacementAccumulator, ssim_and_change
 from ..networks import SiameseVerifier
+from ..networks.deformation import identity_grid, warp
 from ..weights import load_network
 from .anonymizers import build_anonymizer
+from .attackers import ATTACKERS, AttackContext, build_attacker
 from .data import DataModule
 from .handlers import write_json
-from .utils import get_logger, plain, resolve_device, seed_everything, unwrap
-from .verifier import create_verifier_stage
+from .release import SplitImages, anonymize_images, load_split_images
+from .utils import get_logger, resolve_device, unwrap
 
 __all__ = [
     "AnonymizerLike",
-    "train_attacker",
-    "embed_split",
+    "DEFAULT_ATTACKERS",
+    "RANDOM_KINDS",
+    "make_anonymizer",
+    "make_release",
+    "score_attack",
     "evaluate_verification",
     "evaluate_utility",
     "run_attack",
@@ -54,85 +60,93 @@ __all__ = [
 logger = get_logger("attack")
 AnonymizerLike = nn.Module | Mapping[str, Any] | None
 
+#: anonymizer kinds that draw new noise for every image (one release per attack seed)
+RANDOM_KINDS = ("dppix", "random_deformation")
 
-def _make_anonymizer(spec: AnonymizerLike, seed: int, device: torch.device) -> nn.Module:
-    """A module as is; a mapping is built with :func:`build_anonymizer` (its seed defaults to ``seed``)."""
+#: every evaluation runs these attackers unless told otherwise (settings per attacker may be given)
+DEFAULT_ATTACKERS: tuple[str, ...] = ("siamese", "metric", "pixel")
+
+
+def make_anonymizer(spec: AnonymizerLike, seed: int, device: torch.device) -> nn.Module | None:
+    """A module as is; a mapping is built with :func:`build_anonymizer` (its seed defaults to ``seed``); None = real."""
     if spec is None:
-        return build_anonymizer("none", device=device)
+        return None
     if isinstance(spec, nn.Module):
         return spec.to(device).eval()
     spec = dict(spec)
+    if spec.get("kind", "none") == "none":
+        return None
     spec.setdefault("seed", seed)
     spec["device"] = device
     return build_anonymizer(**spec)
 
 
-def _eval_loader(dataset: Any, batch_size: int, num_workers: int) -> DataLoader:
-    # evaluation sees every item once, in order, whatever the distributed setting
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-
-
-def train_attacker(
-    anonymizer: AnonymizerLike,
-    data: DataModule,
-    verifier_kwargs: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    max_epochs: int = 100,
-    batch_size: int = 32,
-    lr: float = 1e-4,
-    patience: int | None = 5,
-    device: str | torch.device = "cpu",
-    ckpt_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    select: str = "val_loss",
-) -> tuple[SiameseVerifier, dict[str, Any]]:
-    """Train a fresh verifier on pairs with both images anonymized; returns ``(verifier, summary)``.
-
-    Validation (early stopping, checkpoint choice) uses (anonymized, real) validation pairs.
-    """
-    device = resolve_device(device)
-    seed_everything(seed)
-    anon = _make_anonymizer(anonymizer, seed, device)
-    verifier = SiameseVerifier(**dict(verifier_kwargs or {}))
-    stage = create_verifier_stage(
-        verifier,
-        data.pair_loader("train", batch_size, shuffle=True),
-        data.pair_loader("val", batch_size),
-        max_epochs=max_epochs,
-        lr=lr,
-        patience=patience,
-        device=device,
-        ckpt_path=ckpt_path,
-        meta={"seed": seed, "data": data.describe(), "attack": True},
-        train_anonymizer=anon,
-        val_anonymizer=anon,
-        name="attack",
-        progress=progress,
-        select=select,
-    )
-    summary = stage.run()
-    return unwrap(stage.network), summary
+def _is_random(spec: AnonymizerLike) -> bool:
+    return isinstance(spec, Mapping) and spec.get("kind") in RANDOM_KINDS
 
 
 @torch.no_grad()
-def embed_split(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    data: DataModule,
-    split: str = "test",
-    anonymizer: nn.Module | None = None,
+def _anonymize_with_field(
+    anonymizer: nn.Module, images: torch.Tensor, accumulator: DisplacementAccumulator, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """Deform every image once and record the displacement of exactly that deformation."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device)
+        grid = anonymizer.sampling_grid(x)
+        accumulator.update(grid - identity_grid(grid.shape[-2], grid.shape[-1], device=grid.device, dtype=grid.dtype))
+        out.append(warp(x, grid).float().cpu())
+    return torch.cat(out).clamp_(0.0, 1.0)
+
+
+def make_release(
+    anonymizer: nn.Module | None,
+    real: Mapping[str, SplitImages],
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-) -> tuple[np.ndarray, np.ndarray]:
-    """``fn(anonymizer(x))`` for every image of a split, with the multi-hot labels: ``(outputs, labels)``."""
-    device = torch.device(device)
-    outs, labels = [], []
-    for batch in _eval_loader(data.image_dataset(split), batch_size, data.num_workers):
-        x = plain(batch["image"], device)
-        if anonymizer is not None:
-            x = anonymizer(x)
-        outs.append(fn(x).float().cpu())
-        labels.append(plain(batch["label"]).float())
-    return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+    measure_split: str = "test",
+) -> tuple[dict[str, SplitImages], dict[str, Any] | None]:
+    """Anonymize every split once: ``({split: anonymized SplitImages}, displacement statistics or None)``.
+
+    Displacement statistics are measured on ``measure_split`` for deformation anonymizers
+    (those with a ``sampling_grid``).
+    """
+    device = resolve_device(device)
+    released, stats = {}, None
+    for split, images in real.items():
+        if anonymizer is not None and split == measure_split and hasattr(anonymizer, "sampling_grid"):
+            side = max(images.images.shape[-2:])
+            work = getattr(anonymizer, "working_size", None)
+            accumulator = DisplacementAccumulator(work, anonymizer.frame_px(side))
+            anon = _anonymize_with_field(anonymizer, images.images, accumulator, batch_size, device)
+            stats = accumulator.compute()
+        else:
+            anon = anonymize_images(anonymizer, images.images, batch_size, device)
+        released[split] = images.with_images(anon)
+    return released, stats
+
+
+def score_attack(scores: np.ndarray, data: DataModule, real_test: SplitImages, split: str = "test") -> dict[str, Any]:
+    """Verification AUC (pair- and patient-weighted) and retrieval of a ``(Q, G)`` score matrix.
+
+    Rows are the anonymized test images (queries), columns the real ones (gallery), both in
+    ``real_test`` order; pairs are the data module's test pairs ``(anonymized image1, real image2)``.
+    """
+    i1, i2, same = real_test.pair_indices(data.pairs(split))
+    pair_scores = scores[i1, i2]
+    groups = data.pair_groups(split)
+    ids = real_test.patient_ids
+    retrieval = retrieval_metrics(None, ids, None, ids, scores=scores)
+    return {
+        "auc_pair": verification_auc(pair_scores, same, weighting="pair"),
+        "auc_patient": verification_auc(pair_scores, same, groups=groups, weighting="patient"),
+        "map_at_r": retrieval.map_at_r,
+        "precision_at_1": retrieval.precision_at_1,
+        "n_pairs": int(len(same)),
+        "n_positive_pairs": int(same.sum()),
+        "n_patients_with_positive_pairs": int(len(set(groups[same == 1]))),
+        "n_queries": retrieval.n_queries,
+    }
 
 
 @torch.no_grad()
@@ -144,69 +158,32 @@ def evaluate_verification(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Verification AUC on (anonymized, real) pairs and retrieval (anonymized queries, real gallery).
+    """A trained Siamese verifier on (anonymized, real) pairs of ``split``: AUCs and retrieval.
 
-    Returns:
-        ``auc_pair`` (every pair once, the paper's number), ``auc_patient`` (every anchor
-        patient once), ``map_at_r``, ``precision_at_1`` (fractions), and counts.
+    Kept for evaluating a given network (e.g. a shipped attacker); :func:`run_attack` trains them.
     """
+    from .attackers import SiameseAttacker
+
     device = resolve_device(device)
-    verifier = unwrap(verifier).to(device).eval()
-    emb_anon, _ = embed_split(verifier.embed, data, split, anonymizer, batch_size, device)
-    emb_real, _ = embed_split(verifier.embed, data, split, None, batch_size, device)
-    index = {r.image: i for i, r in enumerate(data.records(split))}
-    pairs = data.pairs(split)
-    i1 = np.array([index[p.image1] for p in pairs])
-    i2 = np.array([index[p.image2] for p in pairs])
-    labels = np.array([p.label for p in pairs])
-    e1 = torch.from_numpy(emb_anon[i1]).to(device)
-    e2 = torch.from_numpy(emb_real[i2]).to(device)
-    head_dtype = next(verifier.head.parameters()).dtype
-    scores = verifier.score_embeddings(e1.to(head_dtype), e2.to(head_dtype)).reshape(-1).cpu().numpy()
-    groups = data.pair_groups(split)
-    ids = data.patient_ids(split)
-    retrieval = retrieval_metrics(emb_anon, ids, emb_real, ids)
-    return {
-        "auc_pair": verification_auc(scores, labels, weighting="pair"),
-        "auc_patient": verification_auc(scores, labels, groups=groups, weighting="patient"),
-        "map_at_r": retrieval.map_at_r,
-        "precision_at_1": retrieval.precision_at_1,
-        "n_pairs": int(len(labels)),
-        "n_positive_pairs": int(labels.sum()),
-        "n_patients_with_positive_pairs": int(len(set(groups[labels == 1]))),
-        "n_queries": retrieval.n_queries,
-    }
+    real = load_split_images(data, split, batch_size)
+    anon = anonymize_images(anonymizer, real.images, batch_size, device)
+    attacker = SiameseAttacker(device=device)
+    attacker.network = unwrap(verifier).to(device).eval()
+    return score_attack(attacker.scores(anon, real.images), data, real, split)
 
 
-@torch.no_grad()
-def evaluate_utility(
-    classifier: nn.Module,
-    anonymizer: AnonymizerLike,
-    data: DataModule,
-    split: str = "test",
-    batch_size: int = 64,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """The original classifier on anonymized images: mean AUC [CI], per class, absent classes, any-finding AUC."""
-    device = resolve_device(device)
-    classifier = unwrap(classifier).to(device).eval()
-    anon = _make_anonymizer(anonymizer, seed, device)
-    logits, targets = embed_split(classifier, data, split, anon, batch_size, device)
-    probs = 1.0 / (1.0 + np.exp(-logits))
-    result = mean_auc(probs, targets, label_names=CXR14_LABELS, n_bootstrap=n_bootstrap, seed=seed)
-    any_finding = binary_any_finding_auc(probs, targets, n_bootstrap=n_bootstrap, seed=seed)
-    return {
-        "mean_auc": result.mean,
-        "mean_auc_ci": list(result.ci) if result.ci is not None else None,
-        "per_class_auc": result.per_class,
-        "classes_absent": result.skipped,
-        "any_finding_auc": any_finding.auc,
-        "any_finding_ci": list(any_finding.ci) if any_finding.ci is not None else None,
-        "n_images": int(targets.shape[0]),
-        "n_bootstrap": int(n_bootstrap),
-    }
+def _attacker_settings(attackers: Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None,
+                       siamese_defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    names = DEFAULT_ATTACKERS if attackers is None else attackers
+    settings = {n: {} for n in names} if not isinstance(names, Mapping) else {n: dict(v or {}) for n, v in names.items()}
+    unknown = sorted(set(settings) - set(ATTACKERS))
+    if unknown:
+        raise ValueError(f"unknown attacker(s) {unknown}; expected some of {sorted(ATTACKERS)}")
+    if not settings:
+        raise ValueError("at least one attacker is needed")
+    if "siamese" in settings:
+        settings["siamese"] = {**siamese_defaults, **settings["siamese"]}
+    return settings
 
 
 def _summarise(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
@@ -214,6 +191,26 @@ def _summarise(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> di
     for key in keys:
         mean, std = mean_std([float(r[key]) for r in per_seed])
         out[key] = {"mean": mean, "std": std}
+    return out
+
+
+_KEYS = ("auc_pair", "auc_patient", "map_at_r", "precision_at_1")
+
+
+def _worst_case(by_attacker: Mapping[str, Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Per metric: the attacker with the highest mean, and per seed the highest value."""
+    out: dict[str, Any] = {}
+    for key in _KEYS:
+        name = max(by_attacker, key=lambda a: by_attacker[a][key]["mean"])
+        out[key] = {**by_attacker[name][key], "attacker": name}
+    out["per_seed"] = []
+    for k, seed in enumerate(seeds):
+        rec: dict[str, Any] = {"seed": int(seed)}
+        for key in _KEYS:
+            values = {a: float(r["per_seed"][k][key]) for a, r in by_attacker.items()}
+            best = max(values, key=values.get)
+            rec[key], rec[f"{key}_attacker"] = values[best], best
+        out["per_seed"].append(rec)
     return out
 
 
@@ -231,49 +228,120 @@ def run_attack(
     split: str = "test",
     progress: bool = True,
     select: str = "val_loss",
+    attackers: Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None = None,
+    real: Mapping[str, SplitImages] | None = None,
+    classifier: nn.Module | None = None,
+    n_bootstrap: int = 1000,
 ) -> dict[str, Any]:
-    """The privacy attack over several seeds: per-seed results and mean +- std (std: ddof=1).
+    """The privacy attacks over several seeds: per attacker, per seed, and the worst case.
 
     Args:
         anonymizer: a module, a :func:`build_anonymizer` spec (random kinds get each attack's
             seed unless the spec fixes one), or None (real images).
-        data: the data module (pairs of ``train``/``val`` for the attacker, ``split`` to test).
+        data: the data module (``train``/``val`` for the attackers, ``split`` to test).
         seeds: attack seeds (10 in the paper).
-        verifier_kwargs: the attacker's architecture (``SiameseVerifier`` arguments).
-        max_epochs, batch_size, lr, patience: its training.
-        ckpt_dir: keep each attacker's checkpoint there (``attack_seed<k>.pt``); None = memory only.
-        select: the attacker's checkpoint choice, ``"val_loss"`` (paper), ``"val_auc"`` or ``"last"``
-            (fixed budget; then ``patience`` must be None).
+        verifier_kwargs, max_epochs, batch_size, lr, patience, select: the Siamese attacker's
+            network and training (the paper's protocol; see :class:`SiameseAttacker`).
+        device: where the attackers train.
+        ckpt_dir: unused (attackers are kept in memory); accepted for older configs.
+        split: the test split.
+        progress: progress bars.
+        attackers: names (:data:`DEFAULT_ATTACKERS` by default) or ``{name: settings}``.
+        real: the splits already in memory (:func:`load_split_images`), to share across rows.
+        classifier: when given, the utility of the first seed's release is measured as well
+            (``result["utility"]``).
+        n_bootstrap: bootstrap resamples of the utility CIs.
 
     Returns:
-        ``{"per_seed": [...], "auc_pair": {"mean", "std"}, "auc_patient": ..., "map_at_r": ...,
-        "precision_at_1": ..., "seeds": [...], "weighting": ...}`` (fractions in [0, 1]).
+        ``{"seeds", "attackers": {name: {"per_seed", "auc_pair": {"mean", "std"}, ...}},
+        "worst_case": {...}, "auc_pair", "auc_patient", "map_at_r", "precision_at_1", "per_seed"
+        (the worst case again, for tables), "image_change", "displacement", "weighting"}``.
     """
     device = resolve_device(device)
-    per_seed = []
-    for seed in seeds:
-        anon = _make_anonymizer(anonymizer, int(seed), device)
-        ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"attack_seed{seed}.pt"
-        verifier, summary = train_attacker(
-            anon, data, verifier_kwargs, int(seed), max_epochs, batch_size, lr, patience, device, ckpt, progress, select
-        )
-        result = evaluate_verification(verifier, anon, data, split, max(batch_size, 64), device)
-        result.update(seed=int(seed), epochs_run=summary["epochs_run"], best_epoch=summary["best_epoch"],
-                      val_metric=summary["select_metric"], val_best=summary["best_metric"])
-        logger.info(
-            "attack seed %d: verification AUC %.4f (pair) / %.4f (patient), mAP@R %.4f, P@1 %.4f",
-            seed, result["auc_pair"], result["auc_patient"], result["map_at_r"], result["precision_at_1"],
-        )
-        per_seed.append(result)
-    return {
-        "seeds": [int(s) for s in seeds],
-        "per_seed": per_seed,
-        **_summarise(per_seed, ("auc_pair", "auc_patient", "map_at_r", "precision_at_1")),
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("at least one attack seed is needed")
+    siamese = {"network": dict(verifier_kwargs or {}), "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr,
+               "patience": patience, "select": select}
+    settings = _attacker_settings(attackers, siamese)
+    splits = ("train", "val", split)
+    if real is None:
+        real = {s: load_split_images(data, s) for s in dict.fromkeys(splits)}
+    train_pairs = real["train"].pair_indices(data.pairs("train"))
+    val_pairs = real["val"].pair_indices(data.pairs("val"))
+    per_attacker: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
+    release, displacement, change, utility = None, None, None, None
+    for k, seed in enumerate(seeds):
+        if release is None or _is_random(anonymizer):
+            anon = make_anonymizer(anonymizer, seed, device)
+            release, stats = make_release(anon, real, device=device, measure_split=split)
+            if k == 0:
+                displacement = stats
+                change = ssim_and_change(release[split].images, real[split].images)
+                if classifier is not None:
+                    utility = evaluate_utility(classifier, release[split], data, n_bootstrap=n_bootstrap, seed=seed,
+                                               device=device)
+        ctx = AttackContext(release["train"], release["val"], real["val"], train_pairs, val_pairs)
+        for name, kwargs in settings.items():
+            attacker = build_attacker(name, device=device, progress=progress, **kwargs)
+            fit = attacker.fit(ctx, seed)
+            result = score_attack(attacker.scores(release[split].images, real[split].images), data, real[split], split)
+            result.update(seed=seed, **fit)
+            logger.info("attack %s seed %d: verification AUC %.4f (pair) / %.4f (patient), mAP@R %.4f, P@1 %.4f",
+                        name, seed, result["auc_pair"], result["auc_patient"], result["map_at_r"], result["precision_at_1"])
+            per_attacker[name].append(result)
+    by_attacker = {name: {"per_seed": rows, **_summarise(rows, _KEYS)} for name, rows in per_attacker.items()}
+    worst = _worst_case(by_attacker, seeds)
+    out = {
+        "seeds": seeds,
+        "attackers": by_attacker,
+        "attacker_settings": settings,
+        "worst_case": worst,
+        **{key: worst[key] for key in _KEYS},
+        "per_seed": worst["per_seed"],
+        "image_change": change,
+        "displacement": displacement,
         "weighting": {
             "auc_pair": "every test pair counts once (the paper's number)",
             "auc_patient": "every anchor patient's positive and negative pairs weigh 1 each (data README caveat 5)",
+            "worst_case": "per metric, the attacker with the highest mean over seeds; per seed, the highest value",
         },
     }
+    if utility is not None:
+        out["utility"] = utility
+    return out
+
+
+@torch.no_grad()
+def evaluate_utility(
+    classifier: nn.Module,
+    anonymized: SplitImages | AnonymizerLike,
+    data: DataModule,
+    split: str = "test",
+    batch_size: int = 64,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """The original classifier on anonymized images, scored by the data set's schema.
+
+    Args:
+        classifier: the classifier trained on real images.
+        anonymized: the anonymized split (:class:`SplitImages`), or an anonymizer (module, spec
+            or None) applied once to every image of ``split``.
+        data: the data module (its schema says how to score).
+    """
+    device = resolve_device(device)
+    classifier = unwrap(classifier).to(device).eval()
+    if not isinstance(anonymized, SplitImages):
+        real = load_split_images(data, split, batch_size)
+        anonymized = real.with_images(anonymize_images(make_anonymizer(anonymized, seed, device), real.images,
+                                                       batch_size, device))
+    images = anonymized.images
+    logits = torch.cat([classifier(images[i : i + batch_size].to(device)).float().cpu()
+                        for i in range(0, len(images), batch_size)])
+    probs = data.schema.probabilities(logits).numpy()
+    return utility_aucs(probs, anonymized.labels.numpy(), data.schema, n_bootstrap=n_bootstrap, seed=seed)
 
 
 def evaluate_anonymizer(
@@ -293,27 +361,36 @@ def evaluate_anonymizer(
     ckpt_dir: str | os.PathLike | None = None,
     progress: bool = True,
     select: str = "val_loss",
+    attackers: Sequence[str] | Mapping[str, Mapping[str, Any] | None] | None = None,
+    real: Mapping[str, SplitImages] | None = None,
 ) -> dict[str, Any]:
-    """The whole protocol for one anonymizer: :func:`run_attack` + :func:`evaluate_utility`.
+    """The whole protocol for one anonymizer: :func:`run_attack` with the utility of its release.
 
     Args:
         classifier: the ORIGINAL classifier (a network or a checkpoint path).
         output_path: also write the result as JSON there.
-        other arguments: see :func:`run_attack` and :func:`evaluate_utility`.
+        other arguments: see :func:`run_attack`.
 
     Returns:
-        ``{"anonymizer": spec, "privacy": ..., "utility": ...}``.
+        ``{"anonymizer": spec, "data": ..., "privacy": ..., "utility": ..., "image_change": ...,
+        "displacement": ...}``.
     """
-    privacy = run_attack(
-        anonymizer, data, seeds, verifier_kwargs, max_epochs, batch_size, lr, patience, device, ckpt_dir, split, progress,
-        select,
-    )
     if not isinstance(classifier, nn.Module):
         classifier, _ = load_network(classifier, network="AbnormalityClassifier")
-    first_seed = int(seeds[0]) if len(seeds) else 0
-    utility = evaluate_utility(classifier, anonymizer, data, split, max(batch_size, 64), n_bootstrap, first_seed, device)
+    privacy = run_attack(
+        anonymizer, data, seeds, verifier_kwargs, max_epochs, batch_size, lr, patience, device, ckpt_dir, split, progress,
+        select, attackers=attackers, real=real, classifier=classifier, n_bootstrap=n_bootstrap,
+    )
+    utility = privacy.pop("utility")
     spec = {"kind": type(anonymizer).__name__} if isinstance(anonymizer, nn.Module) else _spec_json(anonymizer)
-    result = {"anonymizer": spec, "data": data.describe(), "privacy": privacy, "utility": utility}
+    result = {
+        "anonymizer": spec,
+        "data": data.describe(),
+        "privacy": privacy,
+        "utility": utility,
+        "image_change": privacy.pop("image_change"),
+        "displacement": privacy.pop("displacement"),
+    }
     if output_path is not None:
         write_json(output_path, result)
     return result

@@ -84,17 +84,19 @@ def build_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """``"adam"`` (``Adam(lr, weight_decay)``) or ``"sgd"`` (``SGD(lr, momentum, weight_decay)``).
+    """``"adam"`` (``Adam(lr, weight_decay)``), ``"adamw"`` (``AdamW``) or ``"sgd"`` (``SGD(lr, momentum, weight_decay)``).
 
     The optimizer is wrapped by ``idist.auto_optim`` (a no-op outside distributed runs).
     """
     key = str(name).lower()
     if key == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    elif key == "adamw":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     elif key == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     else:
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
     return idist.auto_optim(opt)
 
 

@@ -12,6 +12,7 @@ from .deformation import (
     smooth_field,
     warp,
 )
+from .embedding import EmbeddingNet
 from .generator import FlowFieldGenerator, PrivacyNetEncoder
 from .unet import UNet2D
 from .verifier import BACKBONES, SiameseVerifier
@@ -21,6 +22,7 @@ __all__ = [
     "BACKBONES",
     "CXR14_LABELS",
     "Deformation",
+    "EmbeddingNet",
     "FlowFieldGenerator",
     "PriCheXyNet",
     "PrivacyNetEncoder",

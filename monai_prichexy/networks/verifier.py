@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.networks.nets.resnet import ResNet, get_inplanes
 from torch import nn
 
-__all__ = ["BACKBONES", "SiameseVerifier"]
+__all__ = ["BACKBONES", "SiameseVerifier", "resize_to"]
 
 # name -> (block, layers), as torchvision and MONAI define them
 BACKBONES = {
@@ -16,6 +17,13 @@ BACKBONES = {
     "resnet50": ("bottleneck", [3, 4, 6, 3]),
     "resnet101": ("bottleneck", [3, 4, 23, 3]),
 }
+
+
+def resize_to(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``x`` (B, C, H, W) resized to ``size`` x ``size`` with anti-aliasing, or as it is when ``size`` is None or equal."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 class SiameseVerifier(nn.Module):
@@ -31,10 +39,16 @@ class SiameseVerifier(nn.Module):
         embedding_dim: size of the embedding (128).
         in_channels: image channels (1).
         widen_factor: scales every ResNet width (1.0 = paper; < 1 for tiny test networks).
+        input_size: images are resized (anti-aliased) to this side first; None = as given (the paper).
     """
 
     def __init__(
-        self, backbone: str = "resnet50", embedding_dim: int = 128, in_channels: int = 1, widen_factor: float = 1.0
+        self,
+        backbone: str = "resnet50",
+        embedding_dim: int = 128,
+        in_channels: int = 1,
+        widen_factor: float = 1.0,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -44,6 +58,7 @@ class SiameseVerifier(nn.Module):
         block, layers = BACKBONES[backbone]
         self.backbone_name = backbone
         self.embedding_dim = embedding_dim
+        self.input_size = None if input_size is None else int(input_size)
         self.branch = ResNet(
             block=block,
             layers=layers,
@@ -59,12 +74,12 @@ class SiameseVerifier(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, embedding_dim) sigmoid embedding of one branch."""
-        return torch.sigmoid(self.branch(x))
+        return torch.sigmoid(self.branch(resize_to(x, self.input_size)))
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """Same-patient logit, shape (B, 1)."""
         return self.head(torch.abs(self.embed(x1) - self.embed(x2)))
 
     def score_embeddings(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
-        """Same-patient logits from precomputed embeddings (for retrieval over many pairs)."""
+        """Same-patient logits from precomputed embeddings (broadcasting: ``(Q, 1, D)`` and ``(1, G, D)`` give ``(Q, G, 1)``)."""
         return self.head(torch.abs(e1 - e2))
