@@ -19,14 +19,17 @@ from typing import Any
 import torch
 
 from ..networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
+from ..networks.deformation import px_to_normalised
 from ..weights import load_generator, load_network
+from ..metrics.displacement import DisplacementAccumulator
 from .adversarial import create_adversarial_stage
-from .anonymizers import mean_displacement
 from .attack import evaluate_anonymizer
 from .classifier import create_classifier_stage
+from .ensemble import create_ensemble_stage
 from .data import DataModule
 from .handlers import write_json
 from .reconstruction import create_reconstruction_stage
+from .release import SplitImages, load_split_images
 from .utils import get_logger, resolve_device, seed_everything
 from .verifier import create_verifier_stage
 
@@ -45,6 +48,7 @@ DEFAULT_PROFILE: dict[str, Any] = {
         "dataset_dir": None,
         "image_dir": "images",
         "table": "labels.csv",
+        "dataset": "auto",
         "split_file": "splits.csv",
         "train_val_list": None,
         "test_list": None,
@@ -72,16 +76,31 @@ DEFAULT_PROFILE: dict[str, Any] = {
             "max_epochs": 250, "batch_size": 32, "lr_anonymizer": 1e-4, "lr_verifier": 1e-4, "lr_classifier": 1e-4,
             "weight_cls": 1.0, "weight_priv": 1.0, "freeze_classifier": False, "freeze_verifier": False,
         },
+        "ensemble": {
+            "max_epochs": 50, "batch_size": 32, "lr_anonymizer": 1e-3, "weight_util": 1.0, "weight_priv": 1.0,
+            "utility": "consistency", "refresh_every": 100, "warmup_steps": 20,
+            "adversaries": {
+                "siamese": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "lr": 1e-4},
+                "metric": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "lr": 1e-4, "temperature": 0.1},
+            },
+        },
         "attack": {
             "max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "select": "val_loss",
             "seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "attackers": {
+                "siamese": {},
+                "metric": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "max_epochs": 30, "lr": 1e-3,
+                           "augment": {"degrees": 5, "scale": 0.05, "translate": 0.04}},
+                "pixel": {},
+            },
         },
     },
     "benchmark": {
         "mus": [0.001, 0.005, 0.01],
         "privacy_net": True,
         "dppix": {"b": [1, 2, 4, 8], "eps": 0.1, "m": 1.0},
-        "random_control": {"mus": "max", "field_sigma": 4.0},
+        "random_control": {"field_sigma": 4.0},
+        "frontier": {"budgets_px": [], "smoothing": "displacement"},
         "n_bootstrap": 1000,
         "eval_split": "test",
     },
@@ -170,6 +189,7 @@ class Experiment:
         if self.config.get("num_threads"):
             torch.set_num_threads(int(self.config["num_threads"]))
         self.stages = self.config["stages"]
+        self._real: dict[str, SplitImages] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _meta(self, **extra: Any) -> dict[str, Any]:
@@ -190,16 +210,24 @@ class Experiment:
         return (self.data.pair_loader("train", batch_size, shuffle=True), self.data.pair_loader("val", batch_size))
 
     def new_classifier(self) -> AbnormalityClassifier:
-        return AbnormalityClassifier(**self.networks["classifier"])
+        """The utility classifier over the data set's classes (its schema)."""
+        return AbnormalityClassifier(**{"targets": self.data.schema.classes, **self.networks["classifier"]})
 
     def new_verifier(self) -> SiameseVerifier:
         return SiameseVerifier(**self.networks["verifier"])
 
-    def new_prichexy(self, mu: float) -> PriCheXyNet:
+    def new_prichexy(self, mu: float, smoothing: str | None = None, budget_px: float | None = None) -> PriCheXyNet:
+        """A new PriCheXy-Net of the profile's size; smoothing defaults to the profile's (the paper's ``"grid"``)."""
         return PriCheXyNet(
-            FlowFieldGenerator(**self.networks["generator"]), mu=float(mu), smoothing=self.networks["smoothing"],
-            working_size=self.networks["working_size"],
+            FlowFieldGenerator(**self.networks["generator"]), mu=float(mu), smoothing=smoothing or self.networks["smoothing"],
+            working_size=self.networks["working_size"], budget_px=budget_px,
         )
+
+    def _operator_tag(self, mu: float, smoothing: str | None, budget_px: float | None) -> str:
+        tag = _mu_tag(mu) if budget_px is None else f"b{float(budget_px):g}"
+        if smoothing and smoothing != self.networks["smoothing"]:
+            tag += f"_{smoothing}"
+        return tag
 
     def new_privacy_net(self) -> PrivacyNetEncoder:
         return PrivacyNetEncoder(**self.networks["privacy_net"])
@@ -216,7 +244,7 @@ class Experiment:
             cfg = self.stages["classifier_pretrain"]
             stage = create_classifier_stage(
                 self.new_classifier(), *self._loaders("image", cfg["batch_size"]), **self._kwargs("classifier_pretrain"),
-                device=self.device, ckpt_path=path, meta=self._meta(), progress=self.progress,
+                device=self.device, ckpt_path=path, meta=self._meta(), progress=self.progress, schema=self.data.schema,
             )
             stage.run()
         return path
@@ -234,14 +262,14 @@ class Experiment:
             stage.run()
         return path
 
-    def anonymizer_pretrain(self, mu: float | None) -> Path:
-        """Stage 3 for PriCheXy-Net (``mu``) or, with ``mu=None``, Privacy-Net; returns the checkpoint."""
-        name = "privacy_net_pretrain" if mu is None else f"generator_pretrain_{_mu_tag(mu)}"
+    def anonymizer_pretrain(self, mu: float | None, smoothing: str | None = None, budget_px: float | None = None) -> Path:
+        """Stage 3 for PriCheXy-Net (``mu``, optional smoothing and budget) or, with ``mu=None``, Privacy-Net."""
+        name = "privacy_net_pretrain" if mu is None else f"generator_pretrain_{self._operator_tag(mu, smoothing, budget_px)}"
         path = self.path(name)
         if not self._done(path):
             seed_everything(self.seed)
             cfg = self.stages["generator_pretrain"]
-            network = self.new_privacy_net() if mu is None else self.new_prichexy(mu)
+            network = self.new_privacy_net() if mu is None else self.new_prichexy(mu, smoothing, budget_px)
             stage = create_reconstruction_stage(
                 network, *self._loaders("image", cfg["batch_size"]), **self._kwargs("generator_pretrain"),
                 device=self.device, ckpt_path=path, meta=self._meta(), progress=self.progress,
@@ -250,12 +278,15 @@ class Experiment:
             stage.run()
         return path
 
-    def load_anonymizer(self, path: Path, mu: float | None) -> torch.nn.Module:
+    def load_anonymizer(
+        self, path: Path, mu: float | None, smoothing: str | None = None, budget_px: float | None = None
+    ) -> torch.nn.Module:
         if mu is None:
             net, _ = load_network(path, network="PrivacyNetEncoder")
             return net
         generator, _ = load_generator(path)
-        return PriCheXyNet(generator, mu=float(mu), smoothing=self.networks["smoothing"], working_size=self.networks["working_size"])
+        return PriCheXyNet(generator, mu=float(mu), smoothing=smoothing or self.networks["smoothing"],
+                           working_size=self.networks["working_size"], budget_px=budget_px)
 
     def adversarial(self, mu: float | None) -> Path:
         """Stage 4 (after stages 1-3) for PriCheXy-Net (``mu``) or Privacy-Net (``None``)."""
@@ -274,20 +305,69 @@ class Experiment:
             anonymizer, classifier, verifier, *self._loaders("pair", cfg["batch_size"]), **self._kwargs("adversarial"),
             device=self.device, ckpt_path=path, classifier_ckpt_path=self.path(f"{name}_classifier"),
             verifier_ckpt_path=self.path(f"{name}_verifier"), meta=self._meta(), progress=self.progress,
-            name="privacy_net_adversarial" if mu is None else "adversarial",
+            name="privacy_net_adversarial" if mu is None else "adversarial", schema=self.data.schema,
+        )
+        stage.run()
+        return path
+
+    def ensemble(self, budget_px: float) -> Path:
+        """A generator within ``budget_px`` (px at 256 x 256) trained against the refreshed ensemble.
+
+        The profile's ``benchmark.frontier`` gives the operator (``smoothing``, default the clean
+        frame ``"displacement"``) and ``stages.ensemble`` the training; mu is the budget in
+        normalised units, so the per-axis bound of ``mu * tanh`` reaches it and the budget's clamp
+        bounds the vector length. Pre-trained to reconstruct its input first (stage 3).
+        """
+        frontier = self.config["benchmark"].get("frontier") or {}
+        smoothing = frontier.get("smoothing", "displacement")
+        mu = px_to_normalised(budget_px)
+        name = f"ensemble_{self._operator_tag(mu, smoothing, budget_px)}"
+        path = self.path(name)
+        if self._done(path):
+            return path
+        pre = self.anonymizer_pretrain(mu, smoothing, budget_px)
+        cls_path = self.classifier_pretrain()
+        seed_everything(self.seed)
+        anonymizer = self.load_anonymizer(pre, mu, smoothing, budget_px)
+        classifier, _ = load_network(cls_path, network="AbnormalityClassifier")
+        cfg = dict(self.stages["ensemble"])
+        batch_size = cfg.pop("batch_size")
+        stage = create_ensemble_stage(
+            anonymizer, classifier, *self._loaders("pair", batch_size), **{k: v for k, v in cfg.items() if not k.startswith("_")},
+            schema=self.data.schema, device=self.device, ckpt_path=path, meta=self._meta(budget_px=budget_px),
+            progress=self.progress,
         )
         stage.run()
         return path
 
     # ------------------------------------------------------------------ evaluation
-    def displacement(self, mu: float) -> dict[str, float]:
-        """Mean ``|mu * G(x)|`` of the trained generator for ``mu`` on the validation split."""
+    @property
+    def eval_split(self) -> str:
+        return self.config["benchmark"].get("eval_split", "test")
+
+    def real_images(self) -> dict[str, SplitImages]:
+        """The train, validation and evaluation splits in memory, read once and shared by every row."""
+        if self._real is None:
+            self._real = {s: load_split_images(self.data, s) for s in dict.fromkeys(("train", "val", self.eval_split))}
+        return self._real
+
+    def displacement(self, mu: float) -> dict[str, Any]:
+        """Displacement statistics of the trained generator for ``mu`` on the validation split."""
         return self.field_displacement(self.load_anonymizer(self.adversarial(mu), mu))
 
-    def field_displacement(self, network: PriCheXyNet) -> dict[str, float]:
-        """Mean ``|mu * G(x)|`` of any PriCheXy-Net on the validation split (see :func:`mean_displacement`)."""
-        loader = self.data.image_loader("val", self.stages["generator_pretrain"]["batch_size"])
-        return mean_displacement(network.to(self.device), loader, self.device)
+    @torch.no_grad()
+    def field_displacement(self, network: PriCheXyNet, batch_size: int = 64) -> dict[str, Any]:
+        """Displacement statistics (:class:`DisplacementAccumulator`) of any PriCheXy-Net on the validation split.
+
+        The random-deformation control of a learned row is matched to its ``interior`` mean.
+        """
+        network = network.to(self.device).eval()
+        images = self.real_images()["val"].images
+        size = network.working_size
+        accumulator = DisplacementAccumulator(None if size is None else size[0], network.frame_px(max(images.shape[-2:])))
+        for i in range(0, len(images), batch_size):
+            accumulator.update(network.displacement(images[i : i + batch_size].to(self.device)))
+        return accumulator.compute()
 
     def evaluate(self, row: str, spec: Mapping[str, Any] | None) -> dict[str, Any]:
         """Attack (all seeds) and utility for one anonymizer spec; cached in ``results/<row>.json``."""
@@ -295,13 +375,12 @@ class Experiment:
         if out.is_file() and not self.force:
             logger.info("skipping evaluation %s: %s exists", row, out.name)
             return json.loads(out.read_text(encoding="utf-8"))
-        attack_cfg = dict(self.stages["attack"])
+        attack_cfg = {k: v for k, v in self.stages["attack"].items() if not k.startswith("_")}
         logger.info("evaluating %s", row)
         result = evaluate_anonymizer(
             dict(spec) if spec else None, self.data, self.classifier_pretrain(), seeds=attack_cfg.pop("seeds"),
             verifier_kwargs=self.networks["verifier"], n_bootstrap=int(self.config["benchmark"].get("n_bootstrap", 1000)),
-            split=self.config["benchmark"].get("eval_split", "test"), device=self.device, progress=self.progress,
-            **attack_cfg,
+            split=self.eval_split, device=self.device, progress=self.progress, real=self.real_images(), **attack_cfg,
         )
         result = {"row": row, **result}
         write_json(out, result)
