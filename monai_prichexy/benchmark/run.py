@@ -1,0 +1,146 @@
+"""Run a benchmark profile, or render its tables and plot again from ``benchmark.json``.
+
+Usage::
+
+    python scripts/benchmark.py --config configs/benchmark_cpu.json \\
+        --dataset_dir ../shared/data/nih-cxr14-subset --output_dir runs/benchmark_cpu
+    # tables, plot (and the README section) again from a run's JSON, nothing retrained
+    python scripts/benchmark.py --render docs/results/nih_cpu64/benchmark.json --readme README.md
+
+Every stage and evaluation is resumable (skipped when its output exists, unless ``--force``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..engines.experiment import Experiment
+from ..engines.handlers import write_json
+from .report import markdown_tables, plot_frontier, update_readme_section
+from .rows import benchmark_rows, model_rows
+from .summary import PAPER_TABLE1, summarise
+
+__all__ = ["run_benchmark", "render", "main"]
+
+logger = logging.getLogger("monai_prichexy.benchmark")
+
+
+def _note(payload: Mapping[str, Any]) -> str:
+    data = payload["data"]
+    attack = payload["config"]["stages"]["attack"]
+    minutes = payload.get("wall_time_s", 0.0) / 60
+    return (f"Data: {data['dataset']} ({data['image_dir']}, {data['image_size']} px, fixed split file "
+            f"{data.get('split_file')}; test {data['split_sizes'].get('test')} images); training seed "
+            f"{payload['config'].get('seed')}; attack seeds {attack['seeds']}; wall time {minutes:.1f} min "
+            f"({payload.get('threads', '?')} threads).")
+
+
+def render(payload: Mapping[str, Any], out_dir: str | os.PathLike, readme: str | os.PathLike | None = None,
+           name: str | None = None) -> str:
+    """Write ``benchmark.md`` and ``benchmark.png`` from a payload; optionally fill the README section ``name``."""
+    out = Path(out_dir)
+    rows = payload["rows"]
+    tables = markdown_tables(rows, _note(payload))
+    (out / "benchmark.md").write_text(tables, encoding="utf-8")
+    title = f"{payload['data']['dataset']} ({payload['data']['image_size']} px): worst-case privacy vs utility"
+    plot_frontier(rows, out / "benchmark.png", title)
+    if readme is not None:
+        section = name or out.name
+        rel = os.path.relpath(out / "benchmark.png", Path(readme).parent)
+        if not update_readme_section(readme, section, tables + f"\n![privacy-utility plot]({rel})\n"):
+            raise SystemExit(f"{readme}: no '<!-- results:{section}:start -->' / ':end -->' markers")
+    return tables
+
+
+def run_benchmark(
+    profile: str | os.PathLike | Mapping[str, Any] | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    models: Sequence[str | os.PathLike] | None = None,
+) -> dict[str, Any]:
+    """Train what the rows need, evaluate every row, write ``benchmark.json``, ``.md`` and ``.png``.
+
+    With ``models`` (trained PriCheXy-Net files), evaluate those instead of the profile's learned
+    rows: real, each model, and each model's random-deformation control.
+    """
+    import torch
+
+    start = time.time()
+    exp = Experiment(profile, dataset_dir=dataset_dir, output_dir=output_dir, force=force, overrides=overrides)
+    rows = model_rows(exp, models) if models else benchmark_rows(exp)
+    train_s = time.time() - start
+    results = {row: exp.evaluate(row, spec) for row, spec, _ in rows}
+    elapsed = time.time() - start
+    payload = {
+        "config": exp.config | {"data": {**exp.config["data"], "dataset_dir": Path(exp.config["data"]["dataset_dir"]).name}},
+        "data": exp.data.describe(),
+        "rows": summarise(rows, results),
+        "results": results,
+        "paper_table1": PAPER_TABLE1,
+        "wall_time_s": elapsed,
+        "training_wall_time_s": train_s,
+        "threads": torch.get_num_threads(),
+        "units": "AUCs, mAP@R and P@1 in percent in 'rows', as fractions in 'results'; displacements in pixels",
+    }
+    write_json(exp.output_dir / "benchmark.json", payload)
+    render(payload, exp.output_dir)
+    logger.info("benchmark written to %s in %.1f min", exp.output_dir, elapsed / 60)
+    return payload
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="PriCheXy-Net privacy / utility benchmark (see monai_prichexy.benchmark)")
+    parser.add_argument("--config", default=None,
+                        help="profile JSON (default: configs/benchmark_paper.json, the paper's set-up)")
+    parser.add_argument("--dataset_dir", help="data folder (labels.csv, splits.csv, images ...)")
+    parser.add_argument("--output_dir", help="where checkpoints, results and the tables go")
+    parser.add_argument("--force", action="store_true", help="redo stages and evaluations whose outputs exist")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. stages.attack.seeds=[0,1] device=cuda")
+    parser.add_argument("--model", nargs="+", default=None, metavar="MODEL_PT",
+                        help="evaluate these trained PriCheXy-Net files (e.g. bundle/models/model.pt) with their "
+                             "random-deformation controls instead of training the profile's rows")
+    parser.add_argument("--render", metavar="BENCHMARK_JSON",
+                        help="only render benchmark.md / .png again from a run's benchmark.json (nothing is run)")
+    parser.add_argument("--readme", metavar="README_MD",
+                        help="with --render: also replace the README section between "
+                             "<!-- results:<folder>:start --> and <!-- results:<folder>:end -->")
+    parser.add_argument("--log_level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.render:
+        path = Path(args.render)
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        print(render(payload, path.parent, args.readme))
+        return 0
+    if args.readme:
+        parser.error("--readme goes with --render")
+    config = args.config
+    if config is None:
+        default = Path(__file__).resolve().parents[2] / "configs" / "benchmark_paper.json"
+        config = default if default.is_file() else None  # None: the same built-in DEFAULT_PROFILE
+    payload = run_benchmark(config, args.dataset_dir, args.output_dir, args.force, _parse_set(args.set), args.model)
+    print((Path(payload["config"]["output_dir"]) / "benchmark.md").read_text(encoding="utf-8"))
+    return 0
