@@ -86,20 +86,80 @@ def test_build_anonymizer_from_checkpoints(tmp_path):
     assert 0 < disp["mean_abs"] <= 0.01 and disp["mean_abs_px"] == pytest.approx(disp["mean_abs"] * 31 / 2)
 
 
+class Oracle(SiameseVerifier):
+    """A 'perfect attacker': the per-patient pattern dominates the per-image noise."""
+
+    def embed(self, x):
+        return x.flatten(1)[:, ::7]
+
+    def score_embeddings(self, e1, e2):
+        return -((e1 - e2) ** 2).sum(1, keepdim=True)
+
+
+class NoiseAnonymizer(torch.nn.Module):
+    """Replaces every image by uniform noise: nothing of the patient is left."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x):
+        return torch.rand(x.shape, generator=self.generator).to(x)
+
+
+class ConstantAnonymizer(torch.nn.Module):
+    """Replaces every image by the same grey image: a classifier scores every image alike."""
+
+    def forward(self, x):
+        return torch.full_like(x, 0.5)
+
+
+class MeanClassifier(torch.nn.Module):
+    """A fixed 'classifier': brighter image -> more findings (the synthetic findings are bright discs)."""
+
+    def forward(self, x):
+        return x.mean(dim=(1, 2, 3))[:, None] * torch.linspace(1, 2, 14)
+
+
 def test_evaluate_verification_perfect_attacker_is_one(tiny_module):
     """An 'attacker' that embeds patients perfectly (the patient pattern) must reach AUC 1 and P@1 1."""
-
-    class Oracle(SiameseVerifier):
-        def embed(self, x):
-            return x.flatten(1)[:, ::7]  # the per-patient pattern dominates the noise
-
-        def score_embeddings(self, e1, e2):
-            return -((e1 - e2) ** 2).sum(1, keepdim=True)
-
     res = evaluate_verification(Oracle(**TINY_VERIFIER), None, tiny_module, "test")
     assert res["auc_pair"] == pytest.approx(1.0) and res["auc_patient"] == pytest.approx(1.0)
     assert res["precision_at_1"] == pytest.approx(1.0)
     assert res["n_pairs"] == 18 and res["n_positive_pairs"] == 9
+
+
+def test_evaluation_applies_the_anonymizer_to_the_queries(tiny_module):
+    """The perfect attacker against a noise anonymizer is at chance: AUC about 0.5 (mean over 40
+    noise draws 0.51; one draw's std about 0.18). Evaluating without the anonymizer gives 1.0."""
+    oracle = Oracle(**TINY_VERIFIER)
+    aucs = [evaluate_verification(oracle, NoiseAnonymizer(seed), tiny_module, "test")["auc_pair"] for seed in range(40)]
+    assert abs(sum(aucs) / len(aucs) - 0.5) < 0.1, aucs
+    assert max(aucs) < 1.0
+
+
+def test_run_attack_evaluates_its_attacker_on_anonymized_queries(tiny_module, monkeypatch):
+    """Whatever the attacker learnt, run_attack / evaluate_anonymizer must test it on anonymized
+    images: with the perfect attacker in place of the trained one, noise brings it to chance."""
+    import monai_prichexy.engines.attack as attack
+
+    summary = {"epochs_run": 1, "best_epoch": 1, "select_metric": "val_loss", "best_metric": 0.0}
+    monkeypatch.setattr(attack, "train_attacker", lambda *a, **k: (Oracle(**TINY_VERIFIER), summary))
+    seeds = list(range(10))
+    real = run_attack(None, tiny_module, seeds=seeds[:2], progress=False)
+    assert real["auc_pair"]["mean"] == pytest.approx(1.0)  # guard: the stand-in attacker is perfect
+    out = evaluate_anonymizer(NoiseAnonymizer(0), tiny_module, MeanClassifier(), seeds=seeds, n_bootstrap=0, progress=False)
+    assert abs(out["privacy"]["auc_pair"]["mean"] - 0.5) < 0.15, out["privacy"]["auc_pair"]
+    assert all(r["auc_pair"] < 1.0 for r in out["privacy"]["per_seed"])
+
+
+def test_evaluate_utility_applies_the_anonymizer(tiny_module):
+    """A constant anonymizer leaves the original classifier nothing: every AUC exactly 0.5."""
+    real = evaluate_utility(MeanClassifier(), None, tiny_module, "test", n_bootstrap=0)
+    assert real["mean_auc"] != 0.5 and real["any_finding_auc"] != 0.5  # guard: the real images are told apart
+    anon = evaluate_utility(MeanClassifier(), ConstantAnonymizer(), tiny_module, "test", n_bootstrap=20)
+    assert anon["mean_auc"] == 0.5 and anon["any_finding_auc"] == 0.5
+    assert anon["mean_auc_ci"] == [0.5, 0.5] and anon["any_finding_ci"] == [0.5, 0.5]
 
 
 def test_run_attack_mean_std_over_seeds(tiny_module):
