@@ -258,12 +258,17 @@ def test_demo_input_is_anonymized_without_phi(tmp_path, weights, capsys):
     src = tmp_path / "demo" / "input"
     assert len([p for p in src.rglob("*") if p.is_file()]) == 5
     assert "monai-prichexy anonymize" in capsys.readouterr().err
+    # the library function writes the same tree as the CLI, and that tree carries every demo value
+    direct = make_demo_input(tmp_path / "direct", size=64)
+    assert direct == tmp_path / "direct"
+    assert sorted(p.relative_to(direct).as_posix() for p in direct.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    parts = [part.encode() for value in DEMO_PHI.values() for part in value.replace("^", " ").split() if len(part) > 3]
+    inputs = {str(p): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    assert {hit.split(" in ", 1)[0] for hit in scan(inputs, parts)} == {repr(p) for p in parts}  # guard
     assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress") == 0
-    blob = b"".join(p.read_bytes() + str(p).encode() for p in output_files(tmp_path / "out"))
-    for value in DEMO_PHI.values():
-        for part in value.replace("^", " ").split():
-            if len(part) > 3:
-                assert part.encode() not in blob, part
+    outputs = {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes() for p in output_files(tmp_path / "out")}
+    outputs.update({f"name {k}": k.encode() for k in list(outputs)})
+    assert not scan(outputs, parts)
     ds = pydicom.dcmread(next(p for p in output_files(tmp_path / "out") if p.suffix == ".dcm"))
     assert ds.PatientName != DEMO_PHI["PatientName"]
-    assert make_demo_input  # importable API
