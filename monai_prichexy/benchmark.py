@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .engines.anonymizers import build_anonymizer
 from .engines.experiment import Experiment
 from .engines.handlers import write_json
 from .metrics import privacy_closure, utility_retention
+from .metrics.summary import AT_OR_BELOW_CHANCE
 
 __all__ = ["PAPER_TABLE1", "run_benchmark", "benchmark_rows", "model_rows", "markdown_table", "plot_tradeoff", "main"]
 
@@ -157,7 +159,9 @@ def _summary_row(row: str, result: Mapping[str, Any], real: Mapping[str, Any] | 
     if real is not None:
         def safe(fn, a, b):
             try:
-                return fn(a, b)
+                with warnings.catch_warnings():  # NaN at or below chance: the table's note says why
+                    warnings.simplefilter("ignore", UserWarning)
+                    return fn(a, b)
             except (ValueError, TypeError):
                 return None
 
@@ -180,8 +184,21 @@ def _ci(v: float | None, ci: Sequence[float] | None) -> str:
     return _f(v) + ("" if not ci else f" [{_f(ci[0])}, {_f(ci[1])}]")
 
 
+#: closure / retention columns and the real-row AUC (in %) each one divides by
+_RATIO_BASE = {"privacy_closure_pair": "ver_pair_mean", "privacy_closure_patient": "ver_patient_mean",
+               "utility_retention": "cls_mean", "utility_retention_any": "any_auc"}
+
+
+def _ratio(r: Mapping[str, Any], key: str, real: Mapping[str, Any] | None) -> str:
+    """``n/a`` where undefined (NaN, or the real row's AUC at or below chance, also in older JSON)."""
+    base = None if real is None else real.get(_RATIO_BASE[key])
+    v = r.get(key)
+    return "n/a" if (base is not None and base <= 50.0) or (v is not None and math.isnan(v)) else _f(v, 2)
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> str:
     """The benchmark table in Markdown (values in %)."""
+    real = next((r for r in rows if r.get("row") == "real"), None)
     lines = [
         "| method | verification AUC % (pair-weighted) | verification AUC % (patient-weighted) "
         "| classification mean AUC % [95% CI] | any-finding AUC % [95% CI] | retrieval mAP@R % | retrieval P@1 % "
@@ -196,8 +213,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> 
         if paper:
             paper_cr = (f"{_f(privacy_closure(paper_real['ver'], paper['ver']), 2)} / "
                         f"{_f(utility_retention(paper_real['cls'], paper['cls']), 2)}")
-        closure = f"{_f(r.get('privacy_closure_pair'), 2)} / {_f(r.get('privacy_closure_patient'), 2)}"
-        retention = f"{_f(r.get('utility_retention'), 2)} / {_f(r.get('utility_retention_any'), 2)}"
+        closure = f"{_ratio(r, 'privacy_closure_pair', real)} / {_ratio(r, 'privacy_closure_patient', real)}"
+        retention = f"{_ratio(r, 'utility_retention', real)} / {_ratio(r, 'utility_retention_any', real)}"
         lines.append(
             f"| {r['method']} | {_pm(r['ver_pair_mean'], r['ver_pair_std'])} "
             f"| {_pm(r['ver_patient_mean'], r['ver_patient_std'])} | {_ci(r['cls_mean'], r['cls_ci'])} "
@@ -220,6 +237,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header_note: str = "") -> 
         "(Cls_real - 50), both against this run's real row. Paper values: Packhäuser et al., MICCAI 2023, "
         "Table 1 (full ChestX-ray14 at 256 px; not directly comparable with a small subset).",
     ]
+    if any(_ratio(r, key, real) == "n/a" for r in rows for key in _RATIO_BASE):
+        notes.append(f"n/a: closure or retention undefined, {AT_OR_BELOW_CHANCE} (no gap to close or utility "
+                     "to retain; the ratio's sign would flip).")
     absent = sorted({c for r in rows for c in r.get("classes_absent") or []})
     if absent:
         notes.append(f"Classes absent from the evaluation split (no positive or no negative image; left out of "

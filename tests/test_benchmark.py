@@ -31,10 +31,15 @@ def test_benchmark_writes_table_json_plot_and_resumes(tiny_data, tmp_path):
                     "cls_mean", "any_auc"):
             assert r[key] is not None and math.isfinite(r[key]), (r["row"], key)
         assert r["ver_pair_mean"] == pytest.approx(100 * payload["results"][r["row"]]["privacy"]["auc_pair"]["mean"])
-        if r["privacy_closure_pair"] is not None:
+        if real["ver_pair_mean"] > 50:
             expected = (real["ver_pair_mean"] - r["ver_pair_mean"]) / (real["ver_pair_mean"] - 50)
             assert r["privacy_closure_pair"] == pytest.approx(expected)
-        assert r["utility_retention"] == pytest.approx((r["cls_mean"] - 50) / (real["cls_mean"] - 50))
+        else:  # undefined at or below chance
+            assert math.isnan(r["privacy_closure_pair"])
+        if real["cls_mean"] > 50:
+            assert r["utility_retention"] == pytest.approx((r["cls_mean"] - 50) / (real["cls_mean"] - 50))
+        else:
+            assert math.isnan(r["utility_retention"])
     assert rows["prichexy_mu0.01"]["paper"] == PAPER_TABLE1["prichexy_mu0.01"]
     control = rows["random_deformation_mu0.01"]
     assert control["matched_to_mu"] == 0.01 and 0 < control["displacement"]["mean_abs"] <= 0.01
@@ -103,6 +108,42 @@ def test_markdown_table_formats_rows():
     md = markdown_table([row])
     line = md.splitlines()[2]
     assert line.startswith("| x | 60.0 ± 2.0 | 55.0 | 70.0 [65.0, 75.0] | 72.0 | 10.0 ± 1.0 | 20.0 ± 3.0 | 0.50 / - ")
+
+
+def _row(name, **values):
+    row = {"row": name, "method": name, "ver_pair_mean": 60.0, "ver_pair_std": None, "ver_patient_mean": 55.0,
+           "ver_patient_std": None, "cls_mean": 70.0, "cls_ci": None, "any_auc": 72.0, "any_ci": None,
+           "map_at_r_mean": None, "map_at_r_std": None, "p_at_1_mean": None, "p_at_1_std": None, "paper": None}
+    return {**row, **values}
+
+
+def test_summary_rows_and_table_say_n_a_when_the_real_auc_is_at_or_below_chance():
+    """docs/results/cpu64: any-finding AUC 44.9 on real images turned 53.1 into a retention of -0.61."""
+    from monai_prichexy.benchmark import _summary_row
+
+    def result(ver, cls, any_auc):
+        stat = {"mean": ver / 100, "std": 0.01}
+        return {"privacy": {"auc_pair": stat, "auc_patient": stat, "map_at_r": stat, "precision_at_1": stat,
+                            "per_seed": [{}, {}]},
+                "utility": {"mean_auc": cls / 100, "mean_auc_ci": None, "any_finding_auc": any_auc / 100,
+                            "any_finding_ci": None}}
+
+    real = _summary_row("real", result(79.4, 58.1, 44.9), None, {})
+    real = _summary_row("real", result(79.4, 58.1, 44.9), real, {})
+    anon = _summary_row("dppix_b1", result(52.5, 43.8, 53.1), real, {})
+    assert anon["privacy_closure_pair"] == pytest.approx((79.4 - 52.5) / (79.4 - 50))
+    assert anon["utility_retention"] == pytest.approx((43.8 - 50) / (58.1 - 50))  # defined: negative is real loss
+    assert math.isnan(anon["utility_retention_any"]) and math.isnan(real["utility_retention_any"])
+    md = markdown_table([real, anon])
+    line = md.splitlines()[3]
+    assert "| 0.91 / 0.91 | -0.77 / n/a |" in line, line
+    assert "n/a: closure or retention undefined, real-image AUC at or below chance" in md
+    # an older benchmark.json stored the sign-flipped number: the table still says n/a
+    stored = {**anon, "utility_retention_any": -0.61}
+    assert "-0.61" not in markdown_table([real, stored]) and "| -0.77 / n/a |" in markdown_table([real, stored])
+    # nothing undefined: no n/a, no note
+    fine = markdown_table([_row("real"), _row("x", utility_retention=0.5, utility_retention_any=0.25)])
+    assert "n/a" not in fine and "| 0.50 / 0.25 |" in fine
 
 
 def test_cli_help(capsys):

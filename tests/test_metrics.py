@@ -337,11 +337,31 @@ class TestSummary:
         with pytest.raises(ValueError):
             privacy_closure(81.8, 57.7, percent=False)
         with pytest.raises(ValueError):
-            utility_retention(50.0, 60.0)
-        with pytest.raises(ValueError):
             privacy_closure(120.0, 57.7)
-        with pytest.warns(UserWarning):
-            privacy_closure(0.818, 0.577)
+        with pytest.raises(ValueError):
+            utility_retention(44.9, -3.0)  # out of range still raises, below chance or not
+        with pytest.warns(UserWarning) as record:  # fractions given as percent: also "below chance" (0.818 <= 50)
+            assert np.isnan(privacy_closure(0.818, 0.577))
+        assert any("percent=False" in str(w.message) for w in record)
+        assert any("at or below chance" in str(w.message) for w in record)
+
+    @pytest.mark.parametrize(
+        "fn, real, anon, percent",
+        [
+            (utility_retention, 44.9, 53.1, True),  # docs/results/cpu64 any-finding: was (53.1-50)/(44.9-50) = -0.61
+            (utility_retention, 50.0, 60.0, True),  # at chance (was a ValueError)
+            (utility_retention, 0.449, 0.563, False),
+            (privacy_closure, 48.0, 30.0, True),
+            (privacy_closure, 0.5, 0.7, False),
+        ],
+    )
+    def test_undefined_at_or_below_chance_is_nan_with_the_reason(self, fn, real, anon, percent):
+        with pytest.warns(UserWarning, match="undefined \\(NaN\\): real-image AUC at or below chance") as record:
+            value = fn(real, anon, percent=percent)
+        assert np.isnan(value)
+        assert f"{real:g}" in str(record[0].message)
+        above = 50.5 if percent else 0.505  # just above chance the ratio is defined again
+        assert fn(above, above, percent=percent) in (0.0, 1.0)
 
     def test_mean_std(self):
         assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
@@ -358,6 +378,10 @@ class TestSummary:
         line = row.to_markdown()
         assert line.startswith("| mu=0.01 | 57.7 +- 4.0 | 76.2 [75.8, 76.6] | - | 0.76 | 0.86 |")
         assert SummaryRow.header().count("|") == 2 * line.count("|")
+        assert SummaryRow.note([row]) == ""
+        undefined = SummaryRow("DP-Pix b=1", 52.5, None, 43.8, closure=0.92, retention=float("nan"))
+        assert undefined.to_markdown().endswith("| 0.92 | n/a |")
+        assert "real-image AUC at or below chance" in SummaryRow.note([row, undefined])
 
 
 # --------------------------------------------------------------------------- ignite
