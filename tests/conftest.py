@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# optional extras: skip where missing, fail where PRICHEXY_REQUIRE_EXTRAS requires them (tests/extras.py)
+from tests.extras import pytest_configure, pytest_runtest_makereport  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Two cores on CI: keep every test single-threaded so parallel parts do not thrash.

@@ -26,6 +26,7 @@ from monai_prichexy.pipeline.atomic import is_temp_name
 from monai_prichexy.pipeline.manifest import read_manifest
 from monai_prichexy.transforms import DeformAnonymize
 from monai_prichexy.weights import save_checkpoint
+from tests.leak_scan import layers, scan
 from tests.dicom_fixtures import PATIENT_FAMILY, PATIENT_GIVEN, PATIENT_ID, PHI_VALUES, make_radiograph_dataset, phi_needles, save
 from tests.test_pipeline_support import output_files, png_array, tiny_weights, tree_digests, write_dicom, write_png
 
@@ -76,15 +77,18 @@ def test_phi_appears_nowhere_in_outputs_manifest_logs_or_names(tmp_path, weights
     outputs = output_files(out)
     assert len(outputs) == 9
     needles = phi_needles() + [n.encode() for n in ("Thorax", "exports", "IM0001", "Quaddelbrink_Hieronymus", PHI_TEXT)]
-    logs = (captured.out + captured.err).encode()
+    blobs = {"stdout/stderr": (captured.out + captured.err).encode()}
     for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out).as_posix().encode()
-        data = path.read_bytes() if path.is_file() else b""
-        for needle in needles:
-            assert needle not in rel, (rel, needle)
-            assert needle not in data, (rel, needle)
-    for needle in needles:
-        assert needle not in logs, needle
+        rel = path.relative_to(out).as_posix()
+        blobs[f"name {rel}"] = rel.encode()
+        if path.is_file():
+            blobs[f"file {rel}"] = path.read_bytes()
+    # inflating scan: the .nii.gz output is gzip, a byte search of it alone would be blind
+    assert any(label == "gzip" for data in blobs.values() for label, _ in layers(data))
+    leaks = scan(blobs, needles)
+    assert not leaks, leaks
+    gz_input = next(src.rglob("*.nii.gz")).read_bytes()  # guard: only the inflating scan sees its PHI
+    assert PATIENT_ID.encode() not in gz_input and scan({"input": gz_input}, [PATIENT_ID.encode()])
     for path in outputs:  # still valid images of the same format
         if path.suffix == ".dcm":
             assert read_radiograph(path).dataset.PatientIdentityRemoved == "YES"
@@ -254,12 +258,17 @@ def test_demo_input_is_anonymized_without_phi(tmp_path, weights, capsys):
     src = tmp_path / "demo" / "input"
     assert len([p for p in src.rglob("*") if p.is_file()]) == 5
     assert "monai-prichexy anonymize" in capsys.readouterr().err
+    # the library function writes the same tree as the CLI, and that tree carries every demo value
+    direct = make_demo_input(tmp_path / "direct", size=64)
+    assert direct == tmp_path / "direct"
+    assert sorted(p.relative_to(direct).as_posix() for p in direct.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    parts = [part.encode() for value in DEMO_PHI.values() for part in value.replace("^", " ").split() if len(part) > 3]
+    inputs = {str(p): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    assert {hit.split(" in ", 1)[0] for hit in scan(inputs, parts)} == {repr(p) for p in parts}  # guard
     assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress") == 0
-    blob = b"".join(p.read_bytes() + str(p).encode() for p in output_files(tmp_path / "out"))
-    for value in DEMO_PHI.values():
-        for part in value.replace("^", " ").split():
-            if len(part) > 3:
-                assert part.encode() not in blob, part
+    outputs = {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes() for p in output_files(tmp_path / "out")}
+    outputs.update({f"name {k}": k.encode() for k in list(outputs)})
+    assert not scan(outputs, parts)
     ds = pydicom.dcmread(next(p for p in output_files(tmp_path / "out") if p.suffix == ".dcm"))
     assert ds.PatientName != DEMO_PHI["PatientName"]
-    assert make_demo_input  # importable API

@@ -141,27 +141,96 @@ def test_score_attack_against_a_known_score_matrix(tiny_module):
     assert inverted["auc_pair"] == pytest.approx(0.0)
 
 
-def test_evaluate_verification_perfect_attacker_is_one_and_noise_is_chance(tiny_module):
-    """An 'attacker' that embeds patients perfectly reaches AUC 1 on real images; replacing the images
-    by noise (an anonymizer that keeps nothing) brings the same attacker to chance."""
+class Oracle(SiameseVerifier):
+    """A 'perfect attacker': the per-patient pattern dominates the per-image noise."""
 
-    class Oracle(SiameseVerifier):
-        def embed(self, x):
-            return x.flatten(1)[:, ::7]  # the per-patient pattern dominates the noise
+    def embed(self, x):
+        return x.flatten(1)[:, ::7]
 
-        def score_embeddings(self, e1, e2):
-            return -((e1 - e2) ** 2).sum(-1, keepdim=True)
+    def score_embeddings(self, e1, e2):
+        return -((e1 - e2) ** 2).sum(-1, keepdim=True)
 
+
+class NoiseAnonymizer(torch.nn.Module):
+    """Replaces every image by uniform noise: nothing of the patient is left."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x):
+        return torch.rand(x.shape, generator=self.generator).to(x)
+
+
+class ConstantAnonymizer(torch.nn.Module):
+    """Replaces every image by the same grey image: a classifier scores every image alike."""
+
+    def forward(self, x):
+        return torch.full_like(x, 0.5)
+
+
+class MeanClassifier(torch.nn.Module):
+    """A fixed 'classifier': brighter image -> more findings (the synthetic findings are bright discs)."""
+
+    def forward(self, x):
+        return x.mean(dim=(1, 2, 3))[:, None] * torch.linspace(1, 2, 14)
+
+
+class OracleAttacker:
+    """Stands in for a trained attacker: scores pairs with :class:`Oracle` whatever it was trained on."""
+
+    name = "oracle"
+
+    def fit(self, ctx, seed):
+        return {"trained": True}
+
+    def scores(self, queries, gallery):
+        oracle = Oracle(**TINY_VERIFIER)
+        eq, eg = oracle.embed(queries), oracle.embed(gallery)
+        return oracle.score_embeddings(eq[:, None, :], eg[None, :, :]).squeeze(-1).numpy()
+
+
+def test_evaluate_verification_perfect_attacker_is_one(tiny_module):
+    """An 'attacker' that embeds patients perfectly (the patient pattern) must reach AUC 1 and P@1 1."""
     res = evaluate_verification(Oracle(**TINY_VERIFIER), None, tiny_module, "test")
     assert res["auc_pair"] == pytest.approx(1.0) and res["auc_patient"] == pytest.approx(1.0)
     assert res["precision_at_1"] == pytest.approx(1.0)
+    assert res["n_pairs"] == 18 and res["n_positive_pairs"] == 9
 
-    class Noise(torch.nn.Module):
-        def forward(self, x):
-            return torch.rand(x.shape, generator=torch.Generator().manual_seed(x.shape[0]))
 
-    noisy = evaluate_verification(Oracle(**TINY_VERIFIER), Noise(), tiny_module, "test")
-    assert abs(noisy["auc_pair"] - 0.5) < 0.3  # 18 test pairs: chance within sampling noise
+def test_evaluation_applies_the_anonymizer_to_the_queries(tiny_module):
+    """The perfect attacker against a noise anonymizer is at chance: AUC about 0.5 (mean over 40
+    noise draws 0.51; one draw's std about 0.18). Evaluating without the anonymizer gives 1.0."""
+    oracle = Oracle(**TINY_VERIFIER)
+    aucs = [evaluate_verification(oracle, NoiseAnonymizer(seed), tiny_module, "test")["auc_pair"] for seed in range(40)]
+    assert abs(sum(aucs) / len(aucs) - 0.5) < 0.1, aucs
+    assert max(aucs) < 1.0
+
+
+def test_run_attack_evaluates_its_attackers_on_anonymized_queries(tiny_module, monkeypatch):
+    """Whatever the attackers learnt, run_attack / evaluate_anonymizer must test them on the anonymized
+    release: with the perfect attacker in place of the trained ones, noise brings it to chance."""
+    import monai_prichexy.engines.attack as attack
+
+    monkeypatch.setattr(attack, "build_attacker", lambda name, **kwargs: OracleAttacker())
+    real = run_attack(None, tiny_module, seeds=[0, 1], progress=False, attackers=["siamese"])
+    assert real["auc_pair"]["mean"] == pytest.approx(1.0)  # guard: the stand-in attacker is perfect
+    aucs = []
+    for seed in range(10):
+        out = evaluate_anonymizer(NoiseAnonymizer(seed), tiny_module, MeanClassifier(), seeds=[seed], n_bootstrap=0,
+                                  progress=False, attackers=["siamese"])
+        aucs.append(out["privacy"]["auc_pair"]["mean"])
+    assert abs(sum(aucs) / len(aucs) - 0.5) < 0.15, aucs
+    assert max(aucs) < 1.0
+
+
+def test_evaluate_utility_applies_the_anonymizer(tiny_module):
+    """A constant anonymizer leaves the original classifier nothing: every AUC exactly 0.5."""
+    real = evaluate_utility(MeanClassifier(), None, tiny_module, "test", n_bootstrap=0)
+    assert real["mean_auc"] != 0.5 and real["binary_auc"] != 0.5  # guard: the real images are told apart
+    anon = evaluate_utility(MeanClassifier(), ConstantAnonymizer(), tiny_module, "test", n_bootstrap=20)
+    assert anon["mean_auc"] == 0.5 and anon["binary_auc"] == 0.5
+    assert anon["mean_auc_ci"] == [0.5, 0.5] and anon["binary_ci"] == [0.5, 0.5]
 
 
 def test_make_release_measures_the_deformation_it_applied(tiny_module):

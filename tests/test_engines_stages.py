@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from monai_prichexy.engines import (
     AdversarialStep,
@@ -215,10 +215,93 @@ def test_adversarial_stage_frozen_keeps_classifier_and_verifier(tiny_module, tmp
     assert "loss_v" not in summary["iterations"][0]
 
 
-def test_stage_loss_uses_bce_over_14_labels():
-    # the classifier stage optimises BCE with logits over the 14 findings
-    logits, labels = torch.zeros(2, 14), torch.ones(2, 14)
-    assert F.binary_cross_entropy_with_logits(logits, labels).item() == pytest.approx(0.6931, abs=1e-4)
+def _bce(logit: float, y: float) -> float:
+    """-(y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))), by hand."""
+    p = 1.0 / (1.0 + math.exp(-logit))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+class _Fixed(torch.nn.Module):
+    """Known logits whatever the input (plus a zero parameter, so that optimizers and the
+    gradient path exist): ``forward(x)`` or ``forward(x1, x2)`` -> ``logits + p + 0 * mean(x)``."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, x2=None):
+        return self.logits + self.p + 0.0 * x.mean(dim=(1, 2, 3))[:, None]
+
+
+class _Gain(torch.nn.Module):
+    """A stand-in anonymizer ``x -> a * x`` with one parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.a * x
+
+
+def _known_batch():
+    gen = torch.Generator().manual_seed(0)
+    labels = (torch.rand(4, 14, generator=gen) < 0.3).float()
+    return {
+        "image1": torch.rand(4, 1, 8, 8, generator=gen), "image2": torch.rand(4, 1, 8, 8, generator=gen),
+        "label": torch.tensor([1, 0, 1, 0]), "labels1": labels,
+    }
+
+
+def test_classifier_stage_loss_is_bce_over_the_14_labels():
+    """The first iteration's recorded loss equals the mean BCE over 4 x 14 (logit, label) pairs, by hand."""
+    batch = _known_batch()
+    logits = torch.linspace(-2.0, 2.5, 14).expand(4, 14)
+    net = _Fixed(logits)
+    data = [{"image": batch["image1"], "label": batch["labels1"]}]
+    summary = create_classifier_stage(net, data, data, max_epochs=1, lr=1e-3, select="val_loss", progress=False).run()
+    expected = sum(_bce(float(logits[i, j]), float(batch["labels1"][i, j])) for i in range(4) for j in range(14)) / 56
+    assert summary["iterations"][0]["loss"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_adversarial_loss_terms_by_hand(frozen):
+    """L_G = w_cls * mean BCE(C(x1'), labels) + w_priv * mean(-log(1 - sigmoid(V(x1', x2)))) over ALL
+    pairs, whatever y; then V's BCE on (x1', x2, y) and C's BCE on (x1', labels): each term by hand."""
+    batch = _known_batch()
+    c_logits = torch.linspace(-1.5, 1.5, 56).reshape(4, 14)
+    v_logits = torch.tensor([[2.0], [-1.0], [0.5], [1.5]])
+    anonymizer, classifier, verifier = _Gain(), _Fixed(c_logits), _Fixed(v_logits)
+    opt = None if frozen else torch.optim.SGD
+    step = AdversarialStep(
+        anonymizer, classifier, verifier, torch.optim.SGD(anonymizer.parameters(), lr=0.1),
+        opt and opt(classifier.parameters(), lr=0.1), opt and opt(verifier.parameters(), lr=0.1), torch.device("cpu"),
+        weight_cls=2.0, weight_priv=3.0, freeze_classifier=frozen, freeze_verifier=frozen,
+    )
+    out = step(None, batch)
+    labels, same = batch["labels1"], batch["label"]
+    cls = sum(_bce(float(c_logits[i, j]), float(labels[i, j])) for i in range(4) for j in range(14)) / 56
+    priv = sum(-math.log(1 - 1 / (1 + math.exp(-float(v)))) for v in v_logits[:, 0]) / 4
+    assert out["loss_cls"] == pytest.approx(cls, abs=1e-6)
+    assert out["loss_priv"] == pytest.approx(priv, abs=1e-6)
+    assert out["loss_g"] == pytest.approx(2.0 * cls + 3.0 * priv, abs=1e-5)
+    if not frozen:
+        assert out["loss_v"] == pytest.approx(sum(_bce(float(v_logits[i, 0]), float(same[i])) for i in range(4)) / 4, abs=1e-6)
+        assert out["loss_c"] == pytest.approx(cls, abs=1e-6)  # C's own step: the same BCE, on x1'.detach()
+    # validation: per pair, the same two terms (C's BCE averaged over the 14 labels)
+    from monai_prichexy.engines.adversarial import AdversarialEvalStep
+
+    classifier.p.data.zero_()
+    verifier.p.data.zero_()
+    engine = type("E", (), {"state": type("S", (), {"device": torch.device("cpu")})()})()
+    val = AdversarialEvalStep(anonymizer, classifier, verifier, weight_cls=2.0, weight_priv=3.0)(engine, batch)
+    for i in range(4):
+        cls_i = sum(_bce(float(c_logits[i, j]), float(labels[i, j])) for j in range(14)) / 14
+        priv_i = -math.log(1 - 1 / (1 + math.exp(-float(v_logits[i, 0]))))
+        assert float(val["cls"][i]) == pytest.approx(cls_i, abs=1e-6)
+        assert float(val["priv"][i]) == pytest.approx(priv_i, abs=1e-6)
+        assert float(val["total"][i]) == pytest.approx(2.0 * cls_i + 3.0 * priv_i, abs=1e-5)
 
 
 def test_verifier_stage_can_select_by_validation_auc(tiny_module):

@@ -98,7 +98,62 @@ def _multilabel(n=300, c=5, seed=0):
     return p, t
 
 
+def _hand_auc(score: np.ndarray, y: np.ndarray) -> float:
+    """Mann-Whitney: the share of (positive, negative) pairs ranked right, ties counting one half."""
+    pos, neg = score[y == 1], score[y == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins) / (len(pos) * len(neg))
+
+
+def _hand_quantile(values: np.ndarray, q: float) -> float:
+    """Linear interpolation between order statistics at position q * (n - 1) (numpy's default method)."""
+    v = np.sort(values)
+    pos = q * (len(v) - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, len(v) - 1)
+    return float(v[lo] + (pos - lo) * (v[hi] - v[lo]))
+
+
+def _replay(n: int, n_bootstrap: int, seed: int, statistic) -> np.ndarray:
+    """The documented bootstrap, replayed: ``default_rng(seed)``, one ``integers(0, n, n)`` draw
+    of image indices (with replacement) per resample; NaN where the statistic is undefined."""
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_bootstrap)])
+
+
 class TestMeanAUC:
+    def test_bootstrap_replayed_by_hand(self):
+        """Resamples, their per-resample mean AUC (classes valid in that resample only), the dropped
+        resamples and the percentile interval, all recomputed with the same generator."""
+        p, t = _multilabel(n=40, c=4, seed=5)
+        t[:, 3] = 0
+        t[[3, 17], 3] = 1  # two positives: absent from many resamples
+        p = np.round(p, 1)  # ties
+        res = mean_auc(p, t, label_names=list("abcd"), n_bootstrap=300, seed=11, ci=0.9)
+
+        def mean_of_valid(idx):
+            tb, pb = t[idx], p[idx]
+            aucs = [_hand_auc(pb[:, c], tb[:, c]) for c in range(4) if 0 < tb[:, c].sum() < len(idx)]
+            return np.mean(aucs) if aucs else np.nan
+
+        means = _replay(40, 300, 11, mean_of_valid)
+        np.testing.assert_allclose(res.bootstrap_means, means, rtol=0, atol=1e-12)
+        assert res.mean == pytest.approx(np.mean([_hand_auc(p[:, c], t[:, c]) for c in range(4)]), abs=1e-12)
+        valid = means[np.isfinite(means)]
+        assert res.n_bootstrap_valid == len(valid) == 300  # classes a-c are always valid
+        assert res.ci == pytest.approx((_hand_quantile(valid, 0.05), _hand_quantile(valid, 0.95)), abs=1e-12)
+
+    def test_bootstrap_drops_resamples_without_a_valid_class(self):
+        y = np.zeros((12, 1), int)
+        y[5, 0] = 1  # one positive: a resample holds it with probability 1 - (11/12)^12 = 0.65
+        score = np.linspace(0, 1, 12)[:, None]
+        res = mean_auc(score, y, n_bootstrap=100, seed=2)
+        means = _replay(12, 100, 2, lambda idx: _hand_auc(score[idx, 0], y[idx, 0]) if 0 < y[idx, 0].sum() < 12 else np.nan)
+        np.testing.assert_array_equal(np.isnan(res.bootstrap_means), np.isnan(means))
+        assert res.n_bootstrap_valid == int(np.isfinite(means).sum()) and 40 < res.n_bootstrap_valid < 90
+        valid = means[np.isfinite(means)]
+        assert res.ci == pytest.approx((_hand_quantile(valid, 0.025), _hand_quantile(valid, 0.975)), abs=1e-12)
+
     def test_perfect_and_per_class(self):
         p, t = _multilabel()
         res = mean_auc(t.astype(float), t, n_bootstrap=0)
@@ -176,6 +231,18 @@ class TestAnyFinding:
         a = binary_any_finding_auc(p, t, n_bootstrap=300, seed=1)
         b = binary_any_finding_auc(p, t, n_bootstrap=300, seed=1)
         assert a.ci == b.ci and a.ci[0] <= a.auc <= a.ci[1]
+
+    def test_bootstrap_replayed_by_hand(self):
+        p, t = _multilabel(n=30, c=3, seed=2)
+        t[:18] = 0  # 18 'No Finding' images
+        score, y = p.max(1), t.max(1)
+        res = binary_any_finding_auc(p, t, n_bootstrap=250, seed=7)
+        aucs = _replay(30, 250, 7, lambda idx: _hand_auc(score[idx], y[idx]) if 0 < y[idx].sum() < 30 else np.nan)
+        np.testing.assert_allclose(res.bootstrap_aucs, aucs, rtol=0, atol=1e-12)
+        valid = aucs[np.isfinite(aucs)]
+        assert res.auc == pytest.approx(_hand_auc(score, y), abs=1e-12)
+        assert res.n_bootstrap_valid == len(valid)
+        assert res.ci == pytest.approx((_hand_quantile(valid, 0.025), _hand_quantile(valid, 0.975)), abs=1e-12)
 
     def test_errors(self):
         p, t = _multilabel()
@@ -270,11 +337,31 @@ class TestSummary:
         with pytest.raises(ValueError):
             privacy_closure(81.8, 57.7, percent=False)
         with pytest.raises(ValueError):
-            utility_retention(50.0, 60.0)
-        with pytest.raises(ValueError):
             privacy_closure(120.0, 57.7)
-        with pytest.warns(UserWarning):
-            privacy_closure(0.818, 0.577)
+        with pytest.raises(ValueError):
+            utility_retention(44.9, -3.0)  # out of range still raises, below chance or not
+        with pytest.warns(UserWarning) as record:  # fractions given as percent: also "below chance" (0.818 <= 50)
+            assert np.isnan(privacy_closure(0.818, 0.577))
+        assert any("percent=False" in str(w.message) for w in record)
+        assert any("at or below chance" in str(w.message) for w in record)
+
+    @pytest.mark.parametrize(
+        "fn, real, anon, percent",
+        [
+            (utility_retention, 44.9, 53.1, True),  # docs/results/cpu64 any-finding: was (53.1-50)/(44.9-50) = -0.61
+            (utility_retention, 50.0, 60.0, True),  # at chance (was a ValueError)
+            (utility_retention, 0.449, 0.563, False),
+            (privacy_closure, 48.0, 30.0, True),
+            (privacy_closure, 0.5, 0.7, False),
+        ],
+    )
+    def test_undefined_at_or_below_chance_is_nan_with_the_reason(self, fn, real, anon, percent):
+        with pytest.warns(UserWarning, match="undefined \\(NaN\\): real-image AUC at or below chance") as record:
+            value = fn(real, anon, percent=percent)
+        assert np.isnan(value)
+        assert f"{real:g}" in str(record[0].message)
+        above = 50.5 if percent else 0.505  # just above chance the ratio is defined again
+        assert fn(above, above, percent=percent) in (0.0, 1.0)
 
     def test_mean_std(self):
         assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
@@ -291,6 +378,10 @@ class TestSummary:
         line = row.to_markdown()
         assert line.startswith("| mu=0.01 | 57.7 +- 4.0 | 76.2 [75.8, 76.6] | - | 0.76 | 0.86 |")
         assert SummaryRow.header().count("|") == 2 * line.count("|")
+        assert SummaryRow.note([row]) == ""
+        undefined = SummaryRow("DP-Pix b=1", 52.5, None, 43.8, closure=0.92, retention=float("nan"))
+        assert undefined.to_markdown().endswith("| 0.92 | n/a |")
+        assert "real-image AUC at or below chance" in SummaryRow.note([row, undefined])
 
 
 # --------------------------------------------------------------------------- ignite

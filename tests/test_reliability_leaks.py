@@ -9,6 +9,11 @@ output file and folder name, the CLI's stdout / stderr and the report folder are
 every identifying value, in several spellings (dates as YYYYMMDD, YYYY-MM-DD, DD.MM.YYYY, ...,
 names with ``^`` and with spaces, each name part). Pydicom's own accepted test files get the
 same scan with needles taken from their headers.
+
+The scan looks inside what is stored compressed (:mod:`tests.leak_scan`): gzip (``.nii.gz``),
+the dataset of a Deflated Explicit VR Little Endian DICOM file (which the writer keeps
+deflated) and compressed PNG text chunks. The input tree holds a deflated DICOM file whose
+header is full of PHI, and every needle is present somewhere in the (inflated) input tree.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import JPEGLosslessSV1, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGLosslessSV1, RLELossless
 
 from tests.dicom_fixtures import (
+    PHI_DATES,
     PATIENT_FAMILY,
     PATIENT_GIVEN,
     PATIENT_ID,
@@ -38,10 +44,12 @@ from tests.dicom_fixtures import (
     save,
     synthetic_chest,
 )
+from tests.leak_scan import layers, scan
 from tests.reliability_corpus import STATE_DIR, digest_tree, pydicom_file, temp_files, tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PHI_DIR = f"{PATIENT_FAMILY}_{PATIENT_GIVEN}_{PATIENT_ID}"
+DEFLATED_NAME = f"deflated_{PATIENT_ID}.dcm"
 TEXT = f"Patient {PATIENT_FAMILY}^{PATIENT_GIVEN} ({PATIENT_ID}) born 1961-03-14, seen 17.05.2023"
 
 #: pydicom test files the reader accepts; their PHI must not survive either
@@ -100,6 +108,34 @@ def header_needles(ds: Dataset, min_len: int = 5) -> set[bytes]:
     return {n.encode("latin-1", "replace") for n in found if len(n) >= min_len and n.lower() not in kept}
 
 
+def _pydicom_dates() -> list[str]:
+    """The DA values (YYYYMMDD) in the headers of the pydicom test files of the tree."""
+    import pydicom
+
+    dates: set[str] = set()
+    for name in PYDICOM_ACCEPTED:
+        path = pydicom_file(name)
+        if path is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+        for elem in ds.iterall():
+            text = str(elem.value or "").strip() if elem.VR in ("DA", "DT") else ""
+            if re.match(r"\d{8}", text) and text[:4] > "1900":
+                dates.add(text[:8])
+    return sorted(dates)
+
+
+def spelled_out_phi() -> str:
+    """Free text that spells every date in every format the scan looks for and every person name
+    with spaces, as a referral letter would: the needles' other spellings are then really in
+    the input tree (a needle that no input carries could never be found, whatever the code does)."""
+    dates = [s for d in (*PHI_DATES, *_pydicom_dates()) for s in _date_spellings(d)]
+    names = [v.replace("^", " ") for v in PHI_VALUES if "^" in v]
+    return "Dates: " + ", ".join(dates) + ". Names: " + "; ".join(names) + "."
+
+
 def all_needles() -> list[bytes]:
     needles = set(phi_needles())
     needles.update(v.encode("latin-1") for v in PHI_VALUES)
@@ -156,6 +192,8 @@ def _png_with_text(arr: np.ndarray) -> bytes:
     info.add_text("Patient", f"{PATIENT_FAMILY}^{PATIENT_GIVEN}")
     info.add_itxt("Comment", TEXT)
     info.add_text("Creation Time", "2023-05-17 10:15:30")
+    info.add_text("Description", spelled_out_phi(), zip=True)  # zTXt: compressed
+    info.add_itxt("Author", f"{PATIENT_GIVEN} {PATIENT_FAMILY} {PATIENT_ID}", zip=True)  # compressed iTXt
     bio = io.BytesIO()
     Image.fromarray(arr).save(bio, format="PNG", pnginfo=info)
     return bio.getvalue()
@@ -204,8 +242,10 @@ def build_phi_tree(root: Path) -> dict[str, Path]:
     folder = root / PHI_DIR / "19610314" / f"{PATIENT_FAMILY}^{PATIENT_GIVEN} 1961-03-14"
     files: dict[str, Path] = {}
 
-    def dcm(name: str, **kw) -> None:
+    def dcm(name: str, text: str | None = None, **kw) -> None:
         ds = _extra_hidden_phi(make_radiograph_dataset(48, 40, **kw))
+        if text is not None:
+            ds.AdditionalPatientHistory = text
         files[name] = save(ds, folder / name, raw=kw.get("transfer_syntax") is None and name.startswith("raw"))
 
     with warnings.catch_warnings():
@@ -214,6 +254,8 @@ def build_phi_tree(root: Path) -> dict[str, Path]:
         dcm(f"{PATIENT_GIVEN}_20230517_mono1.dcm", photometric="MONOCHROME1", signed=True, bits_stored=14, transfer_syntax=RLELossless)
         dcm(f"ACC-7731-0042_{PATIENT_FAMILY}.dcm", transfer_syntax=JPEGLosslessSV1)
         dcm(f"raw_{PATIENT_FAMILY}_{PATIENT_GIVEN}", bits_stored=10)  # no suffix, no preamble
+        # the whole dataset deflated: its PHI is invisible to a raw byte search
+        dcm(DEFLATED_NAME, text=spelled_out_phi(), transfer_syntax=DeflatedExplicitVRLittleEndian)
     gray8 = synthetic_chest(40, 48, bits_stored=8).astype(np.uint8)
     gray16 = synthetic_chest(40, 48, bits_stored=12).astype(np.uint16)
     for name, data in (
@@ -247,16 +289,6 @@ def build_phi_tree(root: Path) -> dict[str, Path]:
 # ------------------------------------------------------------------------- the scan
 
 
-def scan(blobs: dict[str, bytes], needles: list[bytes]) -> list[str]:
-    leaks = []
-    for where, data in blobs.items():
-        lowered = data.lower()
-        for needle in needles:
-            if needle.lower() in lowered:
-                leaks.append(f"{needle!r} in {where}")
-    return leaks
-
-
 def _tree_blobs(root: Path, label: str) -> dict[str, bytes]:
     blobs: dict[str, bytes] = {}
     for path in sorted(root.rglob("*")):
@@ -288,13 +320,21 @@ def weights(tmp_path_factory):
 
 
 def test_needles_are_present_in_the_inputs(tmp_path, needles):
-    """Guard: the scan would find the PHI if it were copied (inputs and their names carry it)."""
-    build_phi_tree(tmp_path / "in")
+    """Guard: the scan would find every needle if it were copied -- each one is in the (inflated)
+    input tree, its file contents or its names; and the compressed inputs hide PHI from a raw
+    byte search, so that only the inflating scan can see it there."""
+    files = build_phi_tree(tmp_path / "in")
     blobs = _tree_blobs(tmp_path / "in", "input")
-    hits = {n for n in needles if any(n.lower() in b.lower() for b in blobs.values())}
-    assert len(hits) > 0.6 * len(needles), sorted(set(needles) - hits)
-    canonical = {v.encode("latin-1") for v in PHI_VALUES} | {PHI_DIR.encode()}
-    assert canonical <= hits, sorted(canonical - hits)
+    inflated = [layer.lower() for data in blobs.values() for _, layer in layers(data)]
+    missing = [n for n in needles if not any(n.lower() in blob for blob in inflated)]
+    assert not missing, f"needles that no input carries (the scan could never find them): {missing}"
+    for name in (DEFLATED_NAME, f"{PATIENT_ID}_19610314.nii.gz"):
+        data = files[name].read_bytes()
+        assert PATIENT_FAMILY.encode() not in data and PATIENT_GIVEN.encode() not in data, f"{name} is not compressed"
+        hits = scan({name: data}, needles)
+        assert any(PATIENT_GIVEN in h for h in hits) or any(PATIENT_FAMILY in h for h in hits), (name, hits)
+    deflated = scan({DEFLATED_NAME: files[DEFLATED_NAME].read_bytes()}, needles)
+    assert len(deflated) > 0.5 * len(phi_needles()), deflated  # the fixture's whole header, deflated
 
 
 @pytest.mark.timeout(400)
@@ -317,6 +357,9 @@ def test_no_phi_in_outputs_names_manifest_logs_or_report(tmp_path, needles, weig
     blobs = _tree_blobs(out_dir, "OUT")
     blobs["stdout"] = result.stdout
     blobs["stderr"] = result.stderr
+    # guard: the outputs of the deflated and gzip inputs are compressed and get inflated by the scan
+    kinds = {label.split("/")[0] for data in blobs.values() for label, _ in layers(data)}
+    assert {"deflated DICOM dataset", "gzip"} <= kinds, kinds
     leaks = scan(blobs, needles)
     assert not leaks, "\n".join(leaks[:50])
 
@@ -358,14 +401,20 @@ UNLISTED_TEXT = [
 ]
 
 
+@pytest.mark.parametrize("deflated", [False, True], ids=["explicit", "deflated"])
 @pytest.mark.parametrize("dates", ["remove", "shift"])
-def test_dicom_writer_output_has_no_phi(tmp_path, needles, dates):
-    """One file through read -> deform -> write with the extra hiding places."""
+def test_dicom_writer_output_has_no_phi(tmp_path, needles, dates, deflated):
+    """One file through read -> deform -> write with the extra hiding places; a deflated input
+    stays deflated, and its inflated dataset is what gets searched."""
     from tests.reliability_corpus import anonymize_one, file_anonymizer
 
-    src = save(_extra_hidden_phi(make_radiograph_dataset(48, 40)), tmp_path / "in" / "x.dcm")
+    kw = {"transfer_syntax": DeflatedExplicitVRLittleEndian} if deflated else {}
+    src = save(_extra_hidden_phi(make_radiograph_dataset(48, 40, **kw)), tmp_path / "in" / "x.dcm")
+    assert scan({"input": src.read_bytes()}, [PATIENT_FAMILY.encode()]), "guard: the input carries the PHI"
     dst = anonymize_one(file_anonymizer(dates=dates), src, tmp_path / "out")
-    leaks = scan({"output": dst.read_bytes()}, needles)
+    data = dst.read_bytes()
+    assert any(label == "deflated DICOM dataset" for label, _ in layers(data)) is deflated
+    leaks = scan({"output": data}, needles)
     assert not leaks, "\n".join(leaks)
 
 

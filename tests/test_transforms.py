@@ -188,4 +188,62 @@ def test_dppix_errors_and_dictionary_version():
     again = DPPixd(keys=["a", "b"], b=2).set_random_state(0)({"a": torch.rand(1, 8, 8), "b": torch.rand(1, 8, 8)})
     assert data["a"].shape == (1, 8, 8)
     assert not torch.equal(data["a"], data["b"])  # independent noise per key
-    assert torch.allclose(data["a"] - again["a"], data["a"] - again["a"])
+    # the same seed draws the same noise for each key, whatever the image: noise = output - block means
+    quiet = {"keys": ["a", "b"], "b": 2, "eps": 1e3}  # scale 2.5e-4: nothing is clipped
+    first = {"a": 0.4 + 0.2 * torch.rand(1, 8, 8), "b": 0.4 + 0.2 * torch.rand(1, 8, 8)}
+    second = {"a": 0.4 + 0.2 * torch.rand(1, 8, 8), "b": 0.4 + 0.2 * torch.rand(1, 8, 8)}
+    out1 = DPPixd(**quiet).set_random_state(0)(dict(first))
+    out2 = DPPixd(**quiet).set_random_state(0)(dict(second))
+
+    def noise(out, img):
+        return np.asarray(out)[0, ::2, ::2] - _block_means(np.asarray(img, dtype=np.float64), 2)[0]
+
+    assert np.allclose(noise(out1["a"], first["a"]), noise(out2["a"], second["a"]), atol=1e-6)
+    assert np.allclose(noise(out1["b"], first["b"]), noise(out2["b"], second["b"]), atol=1e-6)
+    assert not np.allclose(noise(out1["a"], first["a"]), noise(out1["b"], first["b"]), atol=1e-6)
+
+
+def _block_means(img: np.ndarray, b: int) -> np.ndarray:
+    """Mean of every b x b cell, by explicit loops (C, H / b, W / b)."""
+    c, h, w = img.shape
+    out = np.empty((c, h // b, w // b))
+    for ch in range(c):
+        for i in range(h // b):
+            for j in range(w // b):
+                out[ch, i, j] = img[ch, i * b : (i + 1) * b, j * b : (j + 1) * b].mean()
+    return out
+
+
+@pytest.mark.parametrize("b", [1, 2, 4, 8])
+def test_dppix_cells_equal_block_means_at_large_epsilon(b):
+    """With eps so large that the noise vanishes, DP-Pix is exactly pixelization."""
+    from monai_prichexy.engines import DPPixAnonymizer
+
+    img = np.random.default_rng(b).random((1, 32, 24))
+    expected = np.kron(_block_means(img, b), np.ones((1, b, b)))
+    out = DPPix(b=b, m=1, eps=1e12).set_random_state(0)(img.astype(np.float32))
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+    batch = DPPixAnonymizer(b=b, eps=1e12, seed=0)(torch.from_numpy(img[None]).float())
+    np.testing.assert_allclose(batch[0].numpy(), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "b, m, eps, intensity_range",
+    [(1, 1.0, 50.0, (0.0, 1.0)), (2, 1.0, 10.0, (0.0, 1.0)), (4, 2.0, 4.0, (0.0, 1.0)), (2, 1.0, 10.0, (0.0, 255.0))],
+)
+def test_dppix_noise_is_laplace_of_the_stated_scale(b, m, eps, intensity_range):
+    """noise = cell - block mean is Laplace(0, range * m / (b^2 eps)): mean |noise| = scale,
+    std = sqrt(2) scale, and a Kolmogorov-Smirnov test against scipy's Laplace passes (the image
+    sits mid-range and the scale is at most 3 % of the range, so nothing is clipped)."""
+    from scipy import stats
+
+    low, high = intensity_range
+    scale = (high - low) * m / (b**2 * eps)
+    img = low + (high - low) * (0.4 + 0.2 * np.random.default_rng(0).random((1, 256, 256)))
+    out = DPPix(b=b, m=m, eps=eps, intensity_range=intensity_range).set_random_state(3)(img)
+    noise = (np.asarray(out, dtype=np.float64)[:, ::b, ::b] - _block_means(img, b)).ravel()
+    assert noise.size == (256 // b) ** 2
+    assert np.abs(noise).mean() == pytest.approx(scale, rel=0.06)
+    assert noise.std() == pytest.approx(np.sqrt(2) * scale, rel=0.08)
+    assert abs(noise.mean()) < 5 * np.sqrt(2) * scale / np.sqrt(noise.size)
+    assert stats.kstest(noise, stats.laplace(scale=scale).cdf).pvalue > 1e-3

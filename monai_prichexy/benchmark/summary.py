@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import privacy_closure, utility_retention
+from ..metrics.summary import AT_OR_BELOW_CHANCE
+
 __all__ = ["PAPER_TABLE1", "PAPER_POINT", "summary_row", "summarise", "closure", "retention", "paired_difference"]
 
 #: Packhäuser et al., MICCAI 2023, Table 1 (ChestX-ray14, 256 px): verification AUC % mean +- std
@@ -42,22 +45,23 @@ def _pct(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else 100.0 * float(v)
 
 
-def closure(real: float | None, anon: float | None) -> tuple[float, str | None]:
-    """Privacy closure ``(real - anon) / (real - 50)`` in percent units; NaN with a reason when undefined."""
+def _ratio(fn, real: float | None, anon: float | None) -> tuple[float, str | None]:
+    """A closure / retention from :mod:`monai_prichexy.metrics.summary`, with the reason when it is undefined."""
     if real is None or anon is None:
         return float("nan"), "missing value"
     if real <= 50.0:
-        return float("nan"), "real-image AUC at or below chance"
-    return (real - anon) / (real - 50.0), None
+        return float("nan"), AT_OR_BELOW_CHANCE
+    return fn(real, anon), None
+
+
+def closure(real: float | None, anon: float | None) -> tuple[float, str | None]:
+    """Privacy closure (percent inputs) and why it is NaN, if it is (:func:`~monai_prichexy.metrics.privacy_closure`)."""
+    return _ratio(privacy_closure, real, anon)
 
 
 def retention(real: float | None, anon: float | None) -> tuple[float, str | None]:
-    """Utility retention ``(anon - 50) / (real - 50)``; NaN with a reason when the real AUC is at or below chance."""
-    if real is None or anon is None:
-        return float("nan"), "missing value"
-    if real <= 50.0:
-        return float("nan"), "real-image AUC at or below chance"
-    return (anon - 50.0) / (real - 50.0), None
+    """Utility retention (percent inputs) and why it is NaN, if it is (:func:`~monai_prichexy.metrics.utility_retention`)."""
+    return _ratio(utility_retention, real, anon)
 
 
 def paired_difference(learned: Mapping[str, Any], control: Mapping[str, Any], key: str = "auc_pair") -> dict[str, Any]:

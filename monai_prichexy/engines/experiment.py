@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,16 @@ class Experiment:
     def path(self, name: str) -> Path:
         return self.ckpt_dir / f"{name}.pt"
 
+    def training_time_s(self) -> float:
+        """Wall time of every stage trained for this experiment (from the summaries beside the checkpoints)."""
+        total = 0.0
+        for summary in self.ckpt_dir.glob("*.json"):
+            try:
+                total += float(json.loads(summary.read_text(encoding="utf-8")).get("wall_time_s") or 0.0)
+            except (OSError, ValueError):
+                continue
+        return total
+
     # ------------------------------------------------------------------ stages
     def classifier_pretrain(self) -> Path:
         """Stage 1; returns the checkpoint path."""
@@ -377,11 +388,12 @@ class Experiment:
             return json.loads(out.read_text(encoding="utf-8"))
         attack_cfg = {k: v for k, v in self.stages["attack"].items() if not k.startswith("_")}
         logger.info("evaluating %s", row)
+        start = time.time()
         result = evaluate_anonymizer(
             dict(spec) if spec else None, self.data, self.classifier_pretrain(), seeds=attack_cfg.pop("seeds"),
             verifier_kwargs=self.networks["verifier"], n_bootstrap=int(self.config["benchmark"].get("n_bootstrap", 1000)),
             split=self.eval_split, device=self.device, progress=self.progress, real=self.real_images(), **attack_cfg,
         )
-        result = {"row": row, **result}
+        result = {"row": row, **result, "wall_time_s": time.time() - start, "threads": torch.get_num_threads()}
         write_json(out, result)
         return result

@@ -10,6 +10,7 @@ bundle's ``models/model.pt``. A bundle config runs it with ``"$@<stage>#stage.ru
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class TrainingStage:
     def run(self) -> dict[str, Any]:
         """Train; returns (and writes beside the checkpoint) the stage summary."""
         logger.info("stage %s: training", self.name)
+        start = time.time()
         if isinstance(self.trainer, Workflow):
             self.trainer.run()
         else:
@@ -115,6 +117,7 @@ class TrainingStage:
             "best_epoch": self.checkpoint.best_epoch,
             "epochs_run": int(self.trainer.state.epoch),
             "iterations_run": int(self.trainer.state.iteration),
+            "wall_time_s": time.time() - start,
             "world_size": idist.get_world_size(),
             "meta": self.meta,
             "history": self.history.epochs(),

@@ -11,6 +11,11 @@ comparable across data sets of different difficulty, both with 0.5 (50 %) as cha
 
 Inputs are percentages by default (the paper's unit, e.g. 81.8); pass ``percent=False`` to
 give fractions (0.818). Both inputs of one call must use the same unit.
+
+Both figures are undefined when the real-image AUC is at or below chance: there is no gap to
+close and no utility to retain, and the ratio's sign flips (a real AUC of 44.9 would turn a
+*better* anonymized AUC into a negative retention). They then return NaN with a warning that
+names the reason (:data:`AT_OR_BELOW_CHANCE`); tables print it as ``n/a`` with a note.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import numpy as np
 
 from .verification import _as_numpy
 
-__all__ = ["privacy_closure", "utility_retention", "mean_std", "SummaryRow"]
+__all__ = ["AT_OR_BELOW_CHANCE", "privacy_closure", "utility_retention", "mean_std", "SummaryRow"]
+
+#: why a closure or retention is NaN (the words tables use in their note)
+AT_OR_BELOW_CHANCE = "real-image AUC at or below chance"
 
 
 def _chance(values: tuple[float, ...], percent: bool) -> float:
@@ -42,6 +50,15 @@ def _chance(values: tuple[float, ...], percent: bool) -> float:
     return 50.0 if percent else 0.5
 
 
+def _undefined(name: str, what: str, real: float, chance: float) -> float:
+    warnings.warn(
+        f"{name} is undefined (NaN): {AT_OR_BELOW_CHANCE} (real-image {what} AUC {real:g} <= {chance:g}).",
+        UserWarning,
+        stacklevel=3,
+    )
+    return float("nan")
+
+
 def privacy_closure(ver_real: float, ver_anon: float, percent: bool = True) -> float:
     """Privacy closure ``(Ver_real - Ver_anon) / (Ver_real - 50)``.
 
@@ -53,14 +70,15 @@ def privacy_closure(ver_real: float, ver_anon: float, percent: bool = True) -> f
         percent: inputs in percent (default) or, with ``False``, fractions.
 
     Returns:
-        The closure (1 = chance, 0 = no privacy gained, > 1 = below chance).
+        The closure (1 = chance, 0 = no privacy gained, > 1 = below chance); NaN, with a
+        warning, when ``ver_real`` is at or below chance (no re-identification to close).
 
     Raises:
-        ValueError: values out of range, or ``ver_real`` at chance (undefined).
+        ValueError: values out of range.
     """
     chance = _chance((float(ver_real), float(ver_anon)), percent)
-    if float(ver_real) == chance:
-        raise ValueError("privacy closure is undefined when the real-image verification AUC is at chance.")
+    if float(ver_real) <= chance:
+        return _undefined("privacy closure", "verification", float(ver_real), chance)
     return (float(ver_real) - float(ver_anon)) / (float(ver_real) - chance)
 
 
@@ -75,14 +93,15 @@ def utility_retention(cls_real: float, cls_anon: float, percent: bool = True) ->
         percent: inputs in percent (default) or, with ``False``, fractions.
 
     Returns:
-        The retention (1 = all utility kept, 0 = chance).
+        The retention (1 = all utility kept, 0 = chance); NaN, with a warning, when
+        ``cls_real`` is at or below chance (no utility to retain).
 
     Raises:
-        ValueError: values out of range, or ``cls_real`` at chance (undefined).
+        ValueError: values out of range.
     """
     chance = _chance((float(cls_real), float(cls_anon)), percent)
-    if float(cls_real) == chance:
-        raise ValueError("utility retention is undefined when the real-image classification AUC is at chance.")
+    if float(cls_real) <= chance:
+        return _undefined("utility retention", "classification", float(cls_real), chance)
     return (float(cls_anon) - chance) / (float(cls_real) - chance)
 
 
@@ -113,6 +132,11 @@ def mean_std(values: Iterable[float] | np.ndarray, ddof: int = 1) -> tuple[float
 
 def _fmt(v: float | None, digits: int) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _fmt_ratio(v: float | None) -> str:
+    """A closure / retention: NaN (undefined, see :data:`AT_OR_BELOW_CHANCE`) prints as ``n/a``."""
+    return "n/a" if v is not None and math.isnan(v) else _fmt(v, 2)
 
 
 @dataclass
@@ -161,5 +185,12 @@ class SummaryRow:
             ver += f" +- {_fmt(self.ver_std, digits)}"
         return (
             f"| {self.name} | {ver} | {with_ci(self.cls_mean, self.cls_ci)} | {with_ci(self.any_auc, self.any_ci)} "
-            f"| {_fmt(self.closure, 2)} | {_fmt(self.retention, 2)} |"
+            f"| {_fmt_ratio(self.closure)} | {_fmt_ratio(self.retention)} |"
         )
+
+    @staticmethod
+    def note(rows: Iterable[SummaryRow]) -> str:
+        """The table note explaining ``n/a`` cells ("" when there are none)."""
+        if any(v is not None and math.isnan(v) for r in rows for v in (r.closure, r.retention)):
+            return f"n/a: undefined, {AT_OR_BELOW_CHANCE} (no gap to close or utility to retain)."
+        return ""
