@@ -84,6 +84,8 @@ def _settings(args) -> LabelSettings:
         anonymizer = tuple(shlex.split(args.anonymizer)) if args.anonymizer else ()
     except ValueError as err:
         raise SystemExit(f"--anonymizer: {err}") from None
+    if anonymizer and os.sep in anonymizer[0] and Path(anonymizer[0]).exists():
+        anonymizer = (os.fspath(Path(anonymizer[0]).absolute()), *anonymizer[1:])  # the server may change folder
     try:
         return LabelSettings(
             input=Path(args.input).resolve() if args.input else None,
