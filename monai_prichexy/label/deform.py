@@ -20,7 +20,6 @@ Nothing of the request's file name or header is logged.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -32,8 +31,6 @@ import torch
 from ..transforms import DeformAnonymize
 
 __all__ = ["anonymize_file"]
-
-logger = logging.getLogger(__name__)
 
 
 def _deform_dicom(transform: DeformAnonymize, src: Path, dst: Path) -> dict[str, Any]:
