@@ -6,7 +6,8 @@ Subcommands:
   into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`);
 * ``report ORIGINALS ANONYMIZED``: privacy/utility report of a finished batch;
 * ``demo OUT_DIR``: make a small synthetic input and run both end to end;
-* ``keygen KEY_FILE``: create a de-identification key.
+* ``keygen KEY_FILE``: create a de-identification key;
+* ``label-map``: map labels from the MONAI Label server back to the originals (:mod:`.label.mapping`).
 
 Exit status: 0 success, 1 some files failed (listed at the end), 2 bad arguments or set-up,
 130 interrupted (the output folder stays consistent; rerun to resume).
@@ -266,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keygen", help="create a new de-identification key file (mode 0600)")
     p.add_argument("key_file", metavar="KEY_FILE")
     p.set_defaults(func=cmd_keygen)
+
+    from .label.mapping import add_label_map_parser  # MONAI Label app's steward command
+
+    add_label_map_parser(sub)
     return parser
 
 

@@ -11,33 +11,50 @@ One concept per module:
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;
 * :mod:`.weights`: the default generator weights of the bundle and their checksum;
 * :mod:`.report`: privacy/utility report comparing originals with anonymized copies.
+
+The names below are imported on first use, so that the modules that need neither pydicom nor
+the DICOM code (:mod:`.formats`, :mod:`.manifest`, :mod:`.weights`) can be imported on their
+own, e.g. by the MONAI Label app (:mod:`monai_prichexy.label`), whose environment has
+pydicom 2.
 """
 
-from .anonymizer import Deformer, FileAnonymizer, FileOutcome
-from .batch import BatchSummary, anonymize_tree, check_in_out
-from .formats import FORMATS, UnsupportedImageError, detect_format, read_image, write_image
-from .manifest import Manifest, ManifestError
-from .naming import Pseudonymizer
-from .walk import walk_files
-from .weights import WeightsNotFoundError, default_weights_path, resolve_weights
+from __future__ import annotations
 
-__all__ = [
-    "BatchSummary",
-    "Deformer",
-    "FORMATS",
-    "FileAnonymizer",
-    "FileOutcome",
-    "Manifest",
-    "ManifestError",
-    "Pseudonymizer",
-    "UnsupportedImageError",
-    "WeightsNotFoundError",
-    "anonymize_tree",
-    "check_in_out",
-    "default_weights_path",
-    "detect_format",
-    "read_image",
-    "resolve_weights",
-    "walk_files",
-    "write_image",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Deformer": ".anonymizer",
+    "FileAnonymizer": ".anonymizer",
+    "FileOutcome": ".anonymizer",
+    "BatchSummary": ".batch",
+    "anonymize_tree": ".batch",
+    "check_in_out": ".batch",
+    "FORMATS": ".formats",
+    "UnsupportedImageError": ".formats",
+    "detect_format": ".formats",
+    "read_image": ".formats",
+    "write_image": ".formats",
+    "Manifest": ".manifest",
+    "ManifestError": ".manifest",
+    "Pseudonymizer": ".naming",
+    "walk_files": ".walk",
+    "WeightsNotFoundError": ".weights",
+    "default_weights_path": ".weights",
+    "resolve_weights": ".weights",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
