@@ -7,7 +7,6 @@ a clear reason when it is absent, so the suite passes on a machine that has only
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -21,23 +20,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Two cores on CI: keep every test single-threaded so parallel parts do not thrash.
 torch.set_num_threads(1)
-
-
-def require_extra(name: str, module: str):
-    """Import ``module`` of the optional extra ``name``, or skip the calling test module.
-
-    Where ``PRICHEXY_REQUIRE_EXTRAS`` (comma-separated) names ``name`` -- the CI job that
-    installed that extra -- a missing module fails instead of skipping, so that the job cannot
-    pass by skipping everything. Call it at module level.
-    """
-    required = {part.strip() for part in os.environ.get("PRICHEXY_REQUIRE_EXTRAS", "").split(",") if part.strip()}
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        if name in required:
-            pytest.fail(f"extra {name!r} is required here (PRICHEXY_REQUIRE_EXTRAS) but {module} does not import: {err}",
-                        pytrace=False)
-        pytest.skip(f"optional extra {name!r} not installed ({module}: {err})", allow_module_level=True)
 
 
 def _shared_data_dir() -> Path:
