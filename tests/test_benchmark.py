@@ -206,3 +206,19 @@ def test_profiles_are_complete():
         assert len(budgets) >= 4 and min(budgets) >= 0.5 and max(budgets) <= 8
     over = load_profile(configs / "benchmark_cpu.json", {"stages.attack.seeds": [0]})
     assert over["stages"]["attack"]["seeds"] == [0]
+
+
+def test_interrupted_stage_is_trained_again(tiny_data, tmp_path):
+    """A checkpoint without its summary (the run died mid-stage) is not taken as a finished stage."""
+    from monai_prichexy.engines.experiment import Experiment
+
+    exp = Experiment(tiny_profile(tiny_data, tmp_path / "bench"))
+    path = exp.classifier_pretrain()
+    summary = path.with_suffix(".json")
+    assert path.is_file() and summary.is_file()
+    done = path.stat().st_mtime_ns
+    exp.classifier_pretrain()  # finished: skipped
+    assert path.stat().st_mtime_ns == done
+    summary.unlink()  # as if killed after the best-metric handler wrote the checkpoint
+    exp.classifier_pretrain()
+    assert summary.is_file() and path.stat().st_mtime_ns != done

@@ -197,9 +197,18 @@ class Experiment:
         return {"data": self.data.describe(), "seed": self.seed, **extra}
 
     def _done(self, path: Path) -> bool:
-        if path.is_file() and not self.force:
+        """A stage is done when its summary (``<checkpoint>.json``, written after training) exists.
+
+        The checkpoint alone is not enough: the best-metric handler writes it during training, so
+        a run killed mid-stage leaves a half-trained file that must be trained again, not used.
+        """
+        if self.force:
+            return False
+        if path.is_file() and path.with_suffix(".json").is_file():
             logger.info("skipping: %s exists (force to redo)", path.name)
             return True
+        if path.is_file():
+            logger.warning("%s has no summary (its stage was interrupted): training it again", path.name)
         return False
 
     def _kwargs(self, stage: str, drop: tuple[str, ...] = ("batch_size",)) -> dict[str, Any]:
