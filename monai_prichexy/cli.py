@@ -80,7 +80,7 @@ def _device(name: str):
 def _build_anonymizer(args, key):
     from .dicom import DeidConfig
     from .pipeline import Deformer, FileAnonymizer, WeightsNotFoundError, resolve_weights
-    from .weights import ChecksumMismatchError, UnsafeCheckpointError
+    from .weights import ChecksumMismatchError, MissingSetupError, UnsafeCheckpointError
 
     try:
         weights, expected = resolve_weights(args.weights, args.weights_sha256)
@@ -100,7 +100,7 @@ def _build_anonymizer(args, key):
     except ValueError as err:  # includes checksum mismatch, unsafe checkpoint, missing mu
         if isinstance(err, (ChecksumMismatchError, UnsafeCheckpointError)):
             raise CliError(str(err)) from None
-        raise CliError(f"{weights}: {err}" + ("; pass --mu" if "mu is required" in str(err) else "")) from None
+        raise CliError(f"{weights}: {err}" + ("; pass --mu" if isinstance(err, MissingSetupError) else "")) from None
     deid = DeidConfig(key=key, dates=args.dates, allow_burned_in=args.allow_burned_in)
     return FileAnonymizer(deformer, deid, jpeg_quality=args.jpeg_quality), weights, expected
 

@@ -38,8 +38,10 @@ from .networks.deformation import SMOOTHING_MODES
 __all__ = [
     "CHECKPOINT_FORMAT",
     "NETWORKS",
+    "WeightsError",
     "UnsafeCheckpointError",
     "ChecksumMismatchError",
+    "MissingSetupError",
     "sha256_file",
     "save_checkpoint",
     "load_checkpoint",
@@ -59,12 +61,20 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 
 
-class UnsafeCheckpointError(ValueError):
+class WeightsError(ValueError):
+    """Generator weights that cannot be used as given (the family the entry points catch)."""
+
+
+class UnsafeCheckpointError(WeightsError):
     """The file is not a plain weights file: loading it would run code, or it is not a checkpoint."""
 
 
-class ChecksumMismatchError(ValueError):
+class ChecksumMismatchError(WeightsError):
     """The file's SHA-256 differs from the one it was shipped with."""
+
+
+class MissingSetupError(WeightsError):
+    """The checkpoint does not record a set-up value (e.g. mu) and none was given."""
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -306,7 +306,7 @@ def test_verify_net_in_out(cli) -> None:
 
 
 def test_ckpt_export_torchscript_matches_network(workdir: Path, cli) -> None:
-    """Traced TorchScript (PriCheXyNet is not scriptable) with the metadata, same output at 256 px."""
+    """Traced TorchScript (PriCheXyNet is not scriptable) with the metadata, same output off the trace's size."""
     from monai.data import load_net_with_metadata
 
     _ok(cli["ckpt_export"])
@@ -316,9 +316,10 @@ def test_ckpt_export_torchscript_matches_network(workdir: Path, cli) -> None:
     assert json.loads(extra["inference.json"])["network_def"]["_target_"] == "monai_prichexy.networks.PriCheXyNet"
     net = PriCheXyNet(mu=MU, init_features=FEATURES).eval()
     net.load_state_dict(torch.load(workdir / "bundle" / "models" / "model.pt", weights_only=True))
-    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        torch.testing.assert_close(ts(x), net(x), rtol=0, atol=1e-6)
+    for size in ((64, 64), (256, 256), (512, 576)):
+        x = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            torch.testing.assert_close(ts(x), net(x), rtol=0, atol=1e-6, msg=f"at {size}")
 
 
 def test_repository_bundle_ships_no_unverified_weights() -> None:

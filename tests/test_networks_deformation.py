@@ -190,12 +190,24 @@ def test_bad_arguments_raise_clear_errors():
         PriCheXyNet(working_size=30)
 
 
-def test_prichexynet_is_traceable_and_matches_eager():
+@pytest.mark.parametrize("smoothing", ["grid", "displacement"])
+def test_prichexynet_trace_generalises_across_sizes(smoothing):
+    """A trace at the working size gives the eager result at other sizes (no size frozen in)."""
     torch.manual_seed(0)
-    net = PriCheXyNet(mu=0.01, working_size=32, init_features=2).eval()
-    x = torch.rand(2, 1, 32, 32)
-    traced = torch.jit.trace(net, x)
-    assert torch.allclose(traced(x), net(x), atol=1e-6)
+    net = PriCheXyNet(mu=0.01, smoothing=smoothing, working_size=32, init_features=2, budget_px=1.0).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(2, 1, 32, 32))
+        for size in ((64, 64), (256, 256), (512, 576), (32, 32)):
+            x = torch.rand(2, 1, *size)
+            out = traced(x)
+            assert out.shape == x.shape, size
+            torch.testing.assert_close(out, net(x), rtol=0, atol=1e-6, msg=f"at {size}")
+
+
+def test_prichexynet_without_working_size_refuses_tracing():
+    net = PriCheXyNet(working_size=None, init_features=2).eval()
+    with pytest.raises(RuntimeError, match="working_size=None cannot be traced"):
+        torch.jit.trace(net, torch.rand(1, 1, 32, 32))
 
 
 def test_module_form_equals_function():

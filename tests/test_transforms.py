@@ -117,8 +117,11 @@ def test_generator_from_checkpoint_path_takes_its_mu(tmp_path, tiny):
 
 
 def test_bad_arguments_and_inputs(tiny):
-    with pytest.raises(ValueError, match="mu is required"):
+    from monai_prichexy.weights import MissingSetupError, WeightsError
+
+    with pytest.raises(MissingSetupError, match="mu is required") as info:
         DeformAnonymize(FlowFieldGenerator(init_features=2))
+    assert isinstance(info.value, WeightsError) and isinstance(info.value, ValueError)
     with pytest.raises(TypeError, match="generator"):
         DeformAnonymize(42, mu=0.01)
     with pytest.raises(ValueError, match="smoothing"):

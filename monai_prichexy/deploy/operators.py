@@ -36,6 +36,7 @@ from ..dicom import DeidConfig, DeidKey, deidentify, load_or_create_key, radiogr
 from ..dicom import Radiograph, WriteResult, write_dataset
 from ..dicom.errors import DeidentificationError, DicomWriteError, UnsupportedDicomError
 from ..pipeline import Deformer, FileAnonymizer
+from ..weights import MissingSetupError
 from .options import resolve_model_file
 
 __all__ = [
@@ -106,7 +107,7 @@ def build_file_anonymizer(
     try:
         deformer = Deformer(weights, mu=mu, device=device, expected_sha256=expected_sha256)
     except ValueError as err:
-        hint = "; pass --mu or set PRICHEXY_MU" if "mu is required" in str(err) else ""
+        hint = "; pass --mu or set PRICHEXY_MU" if isinstance(err, MissingSetupError) else ""
         raise ValueError(f"{weights.name}: {err}{hint}") from None
     if key_file:
         if output_folder is not None and _inside(Path(key_file), Path(output_folder)):

@@ -3,7 +3,8 @@
 ``forward(x)`` takes (B, 1, H, W) images scaled to [0, 1] and returns the anonymized images.
 The flow is computed at ``working_size`` (256 in the paper) and its displacement resampled
 to (H, W), so the same network deforms a 256-px training image and a native-size radiograph.
-This is the bundle's ``network_def`` and what ``ckpt_export`` traces; its state dict holds the
+This is the bundle's ``network_def`` and what ``ckpt_export`` traces (the trace takes any input size:
+under tracing every resize runs and the output grid is built from the input); its state dict holds the
 generator's weights (``generator.*``) and the set-up it was trained for (``mu_value``,
 ``smoothing_index``, ``working_size_value``, ``budget_px_value``; 0 = no budget, the value
 older files without it load with).
@@ -150,4 +151,22 @@ class PriCheXyNet(nn.Module):
         return (jacobian_determinant(self.sampling_grid(view)) <= 0).flatten(1).float().mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():
+            return self._traceable_forward(x)
         return warp(x, self.sampling_grid(x))
+
+    def _traceable_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with no size frozen into a trace: every resize always runs, the output grid is built from ``x``."""
+        if self.working_size is None:
+            raise RuntimeError(
+                "PriCheXyNet with working_size=None cannot be traced: the generator's grid would freeze the "
+                "trace input's size; set a working size or run the network eagerly"
+            )
+        view = F.interpolate(x, size=self.working_size, mode="bilinear", align_corners=False, antialias=True)
+        flow = self.generator(view)
+        grid = sampling_grid(flow, self.mu, self.smoothing, budget_px=self.budget_px)
+        work = identity_grid(grid.shape[-2], grid.shape[-1], device=grid.device, dtype=grid.dtype)
+        displacement = F.interpolate(grid - work, size=x.shape[-2:], mode="bilinear", align_corners=True)
+        theta = torch.eye(2, 3, device=x.device, dtype=x.dtype).unsqueeze(0).expand(x.shape[0], 2, 3)
+        identity = F.affine_grid(theta, [x.shape[0], 1, x.shape[-2], x.shape[-1]], align_corners=True)
+        return warp(x, identity.permute(0, 3, 1, 2) + displacement)

@@ -1,8 +1,9 @@
 """Which generator weights the pipeline uses, and the checksum they must have.
 
-Default: the bundle's ``bundle/models/model.pt`` next to the installed package
-(``Path(monai_prichexy.__file__).parents[1] / "bundle/models/model.pt"``), checked against the
-SHA-256 recorded in ``bundle/configs/metadata.json`` when that file records one.
+Default: the bundle's ``models/model.pt``, checked against the SHA-256 recorded in the bundle's
+``configs/metadata.json`` when that file records one. An installed wheel carries them as package
+data (``monai_prichexy/_bundle/``, copied by ``setup.py`` at build time); a source checkout or an
+editable install uses the repository's ``bundle/``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ class WeightsNotFoundError(FileNotFoundError):
 
 
 def bundle_root() -> Path:
-    """The ``bundle/`` folder beside the installed package (a source checkout or editable install)."""
-    return Path(monai_prichexy.__file__).resolve().parents[1] / "bundle"
+    """The packaged ``_bundle/`` of a wheel when it holds the weights, else the checkout's ``bundle/``."""
+    package = Path(monai_prichexy.__file__).resolve().parent
+    packaged = package / "_bundle"
+    if (packaged / "models" / "model.pt").is_file():
+        return packaged
+    return package.parent / "bundle"
 
 
 def default_weights_path() -> Path:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..networks import FlowFieldGenerator, PriCheXyNet, sampling_grid, warp
 from ..networks.deformation import SMOOTHING_MODES
-from ..weights import load_generator
+from ..weights import MissingSetupError, load_generator
 from .meta import strip_phi_meta
 
 __all__ = ["DeformAnonymize", "DPPix", "check_radiograph_array"]
@@ -142,7 +142,7 @@ class DeformAnonymize(Transform):
         if mu is None:
             mu = meta.get("mu")
         if mu is None:
-            raise ValueError("mu is required: the generator does not say which deformation strength it was trained for")
+            raise MissingSetupError("mu is required: the generator does not say which deformation strength it was trained for")
         if not isinstance(generator, FlowFieldGenerator):
             warnings.warn(f"generator is a {type(generator).__name__}, not a FlowFieldGenerator", stacklevel=3)
         if working_size is None:
