@@ -105,7 +105,8 @@ def test_bundle_train_all_stages_then_evaluate(tiny_data, tmp_path):
     assert result["anonymizer"] == {"kind": "prichexy", "checkpoint": "model.pt"}
     assert [r["seed"] for r in result["privacy"]["per_seed"]] == [3]
     assert {"auc_pair", "auc_patient", "map_at_r", "precision_at_1"} <= set(result["privacy"])
-    assert {"mean_auc", "mean_auc_ci", "classes_absent", "any_finding_auc"} <= set(result["utility"])
+    assert {"mean_auc", "mean_auc_ci", "classes_absent", "binary_name", "binary_auc", "binary_ci"} <= set(result["utility"])
+    assert result["utility"]["schema"] == "chestxray14" and result["utility"]["binary_name"] == "any finding"
 
 
 def test_export_records_the_sha256_in_the_bundle_metadata(tmp_path):

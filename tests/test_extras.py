@@ -88,3 +88,19 @@ def test_a_missing_extra_fails_the_collection_where_required(tmp_path):
     required = _pytest(tmp_path, MISSING_MODULE, "demo")
     assert required.returncode not in (0, 5), required.stdout
     assert "1 error" in required.stdout and f"{ENV} requires the 'demo' extra" in required.stdout
+
+
+def test_ci_runs_each_extras_module_with_the_extra_required():
+    """`.ci/run` runs each optional extra's test module with PRICHEXY_REQUIRE_EXTRAS naming that extra,
+    so a missing SDK fails its job instead of skipping it (issue 16)."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")
+    commands = script.replace("\\\n", " ").splitlines()
+    for extra, module in (("deploy", "tests/test_deploy.py"), ("label", "tests/test_label_server.py")):
+        runs = [line for line in commands if "pytest" in line and module in line]
+        assert runs, f".ci/run never runs {module}"
+        for line in runs:
+            required = re.search(r"PRICHEXY_REQUIRE_EXTRAS=(\S+)", line)
+            assert required and extra in required.group(1).split(","), f".ci/run runs {module} without requiring {extra!r}"
