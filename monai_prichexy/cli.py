@@ -116,7 +116,7 @@ def _print_listing(title: str, items, count: int, stream) -> None:
 
 
 def cmd_anonymize(args) -> int:
-    from .pipeline import ManifestError, anonymize_tree, check_in_out
+    from .pipeline import ManifestError, anonymize_tree, check_in_out, measured_statement
 
     try:
         in_dir, out_dir = check_in_out(args.input, args.output)
@@ -153,6 +153,8 @@ def cmd_anonymize(args) -> int:
     if summary.stale_temp_removed:
         print(f"removed {summary.stale_temp_removed} temporary files left by an interrupted run", file=err)
     print(f"outputs: {out_dir}\nmanifest: {summary.manifest}", file=err)
+    if not args.quiet:
+        print(f"pixel privacy of these weights: {measured_statement(weights)}", file=err)
     _print_listing("FAILED", summary.failed, summary.n_failed, err)
     _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err)
     if summary.interrupted:
@@ -178,6 +180,8 @@ def cmd_report(args) -> int:
             verifier_sha256=args.verifier_sha256,
             classifier_sha256=args.classifier_sha256,
             progress=not args.no_progress,
+            weights=args.weights,
+            weights_sha256=args.weights_sha256,
         )
     except (ReportError, ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
@@ -252,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
     p.add_argument("--verifier-sha256")
     p.add_argument("--classifier-sha256")
+    p.add_argument("--weights", help="the generator that made the batch, for its displacement per image (default: the "
+                   "bundle's model.pt when it is the one the batch recorded; otherwise displacement is not measured)")
+    p.add_argument("--weights-sha256", help="expected SHA-256 of --weights")
     p.add_argument("--threshold", type=float, default=0.5, help="label threshold for agreement (default 0.5)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")

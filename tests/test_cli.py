@@ -155,7 +155,13 @@ def test_default_weights_checked_against_metadata(tmp_path, weights, monkeypatch
     assert "expected abab" in capsys.readouterr().err
     (bundle / "configs" / "metadata.json").write_text(json.dumps({"model_sha256": sha256_file(model)}))
     assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--no-progress") == 0
-    assert "checked" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "checked" in err
+    # the end-of-run summary says what the weights were measured to do (model.json beside them), or that nothing is
+    assert "pixel privacy of these weights: no measured privacy on record" in err
+    model.with_suffix(".json").write_text(json.dumps({"measured": {"verdict": "NOT measured protective: 84.2 %"}}))
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out2", "--no-progress") == 0
+    assert "pixel privacy of these weights: NOT measured protective: 84.2 %" in capsys.readouterr().err
     assert sha256_from_metadata(bundle / "configs" / "missing.json") is None
 
 

@@ -183,3 +183,55 @@ def test_the_label_agreement_depends_on_the_threshold():
     a, b = expected(0.5), expected(0.3)
     assert [r["agreement"] for r in a] != [r["agreement"] for r in b]
     assert math.isclose(_auc([1.0], [0.0]), 1.0) and math.isclose(_auc([0.5], [0.5]), 0.5)
+
+
+def test_report_records_ssim_and_the_batch_generators_displacement(anonymized, stubs, tmp_path):
+    """Issue 10 item 4: per file and per set, SSIM and the displacement of the generator that made the batch."""
+    from monai.metrics import SSIMMetric
+
+    from monai_prichexy.pipeline.report import ReportError, build_report, load_view, network_input
+    from monai_prichexy.weights import load_generator
+
+    src, out, key, root = anonymized
+    result = build_report(src, out, root / "v.pt", root / "c.pt", tmp_path / "r", key, progress=False,
+                          weights=root / "g.pt")
+    table = {row["output"]: row for row in csv.DictReader(io.StringIO(result.table.read_text()))}
+    generator, _ = load_generator(root / "g.pt")
+    net = PriCheXyNet(generator, mu=1e-4, smoothing="displacement", working_size=32).eval()
+    from monai_prichexy.pipeline.manifest import read_manifest
+
+    outputs = {r["id"]: r["output"] for r in read_manifest(out / ".prichexy" / "manifest.jsonl") if r["status"] == "ok"}
+    from monai_prichexy.pipeline.naming import Pseudonymizer
+
+    ssim = SSIMMetric(spatial_dims=2, data_range=1.0, win_size=7)
+    means = []
+    for name in PAIRED:
+        rel = outputs[Pseudonymizer(key).file_id(name)]
+        x = network_input(load_view(src / name, "png"))
+        y = network_input(load_view(out / rel, "png"))
+        with torch.no_grad():
+            d = net.sampling_grid(x)
+        side = d.shape[-1]  # the grid at the view's size (256), x first
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        length = ((d - torch.stack((xs, ys))[None]) ** 2).sum(1).sqrt().double() * 255 / 2  # px at 256
+        row = table[rel]
+        assert float(row["displacement_mean_px_256"]) == pytest.approx(float(length.mean()), rel=1e-3)
+        assert float(row["displacement_max_px_256"]) == pytest.approx(float(length.max()), rel=1e-3)
+        assert float(row["ssim"]) == pytest.approx(float(ssim(y, x)), abs=1e-5)
+        assert (float(row["ssim"]) == pytest.approx(1.0, abs=1e-6)) is (ORIGINAL[name] == ANONYMIZED[name])
+        means.append(float(length.mean()))
+    g = result.summary["groups"]["all"]
+    assert g["displacement_mean_px_256"]["mean"] == pytest.approx(np.mean(means), rel=1e-3)
+    assert g["folded_share"]["max"] == 0.0 and g["border_frame_share"] == 0.0
+    assert "measured with the generator" in result.summary["displacement_note"]
+    assert "## Image change" in result.markdown.read_text()
+
+    # default weights (the bundle's) did not make this batch: no displacement, said so; other weights are refused
+    plain = build_report(src, out, root / "v.pt", root / "c.pt", tmp_path / "r2", key, progress=False)
+    assert plain.summary["groups"]["all"]["displacement_mean_px_256"]["n"] == 0
+    assert plain.summary["displacement_note"].startswith("not measured")
+    assert plain.summary["groups"]["all"]["ssim"]["n"] == 6
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", PriCheXyNet(FlowFieldGenerator(init_features=2), mu=1e-4, working_size=32))
+    with pytest.raises(ReportError, match="not the generator that made this batch"):
+        build_report(src, out, root / "v.pt", root / "c.pt", tmp_path / "r3", key, progress=False, weights=other)

@@ -245,7 +245,7 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
     ``mu_value``/``smoothing_index``/``working_size_value`` buffers), so that ``ckpt_export``
     and :func:`monai_prichexy.weights.load_into_prichexynet` restore weights *and* set-up.
     ``model.json`` (same stem) says what it is: network, constructor arguments, mu, smoothing,
-    working size, stage, data, epochs, seed. When the folder is a bundle's ``models/``, the
+    working size, displacement budget, stage, data, epochs, seed. When the folder is a bundle's ``models/``, the
     file's SHA-256 is recorded as ``model_sha256`` in ``configs/metadata.json``, which
     inference checks before loading. Rank 0 only.
     """
@@ -254,7 +254,8 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
     info: dict[str, Any] = {}
     generator = module
     if isinstance(module, PriCheXyNet):
-        info = {"mu": module.mu, "smoothing": module.smoothing, "working_size": module.working_size}
+        info = {"mu": module.mu, "smoothing": module.smoothing, "working_size": module.working_size,
+                "budget_px": module.budget_px}
         generator = module.generator
     info = {"network": type(module).__name__, **info}
     for attr in ("in_channels", "init_features"):

@@ -42,6 +42,7 @@ _LAZY = {
     "WeightsNotFoundError": ".weights",
     "default_weights_path": ".weights",
     "resolve_weights": ".weights",
+    "measured_statement": ".weights",
 }
 
 __all__ = sorted(_LAZY)

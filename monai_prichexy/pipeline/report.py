@@ -11,6 +11,11 @@ and is left out). Per image:
   original than to another image; 1: every copy is linked). Lower is more private.
 * **utility**: the classifier's 14 finding probabilities on original and copy: mean
   ``|p_orig - p_anon|`` and the fraction of findings whose thresholded label agrees.
+* **image change**: SSIM between the original's and the copy's view; with the generator that
+  made the batch (``weights``, checked against the batch's recorded SHA-256), its displacement
+  on the original: mean, 99th percentile and maximum length in pixels at 256 x 256 outside the
+  border frame, and the share of folded pixels (:class:`~monai_prichexy.metrics.DisplacementAccumulator`,
+  as the benchmark records it). Only these summary lengths are written, never the field.
 
 Both networks see what they were trained on: the image (DICOM: the reader's view after LUTs
 and MONOCHROME1 inversion) resized to 256 x 256 with anti-aliasing and min-max scaled to
@@ -33,6 +38,7 @@ import torch
 
 from .. import __version__
 from ..dicom import DeidKey, read_radiograph
+from ..metrics.displacement import DisplacementAccumulator, ssim_and_change
 from ..networks import AbnormalityClassifier, SiameseVerifier
 from ..weights import load_network, sha256_file
 from .atomic import atomic_write, atomic_write_bytes
@@ -87,9 +93,57 @@ def _load(path, network: str, expected_sha256, cls):
     return model.eval(), bool(meta.get("untrained"))
 
 
+def _batch_generator(settings: dict[str, Any], weights, weights_sha256: str | None, device: torch.device):
+    """The PriCheXy-Net that made the batch (its recorded set-up), or None with the reason."""
+    from ..transforms import DeformAnonymize
+    from .weights import WeightsNotFoundError, resolve_weights
+
+    recorded = settings.get("weights_sha256")
+    try:
+        path, expected = resolve_weights(weights, weights_sha256)
+    except WeightsNotFoundError as err:
+        if weights is not None:
+            raise ReportError(str(err)) from None
+        return None, "not measured: no generator weights found; pass --weights (the generator that made this batch)"
+    actual = sha256_file(path)
+    if recorded and actual != recorded:
+        if weights is None:
+            return None, ("not measured: the default weights are not the generator that made this batch; "
+                          "pass --weights with that generator")
+        raise ReportError(f"{path}: not the generator that made this batch (SHA-256 {actual[:16]}..., the batch "
+                          f"recorded {recorded[:16]}...)")
+    try:
+        transform = DeformAnonymize(str(path), mu=settings.get("mu"), smoothing=settings.get("smoothing"),
+                                    working_size=settings.get("working_size"), device=device, expected_sha256=expected)
+    except (ValueError, RuntimeError) as err:
+        raise ReportError(f"{path}: {err}") from None
+    return transform.network.eval(), f"measured with the generator SHA-256 {actual[:16]}... on each original's view"
+
+
+@torch.no_grad()
+def _image_change(x_orig: torch.Tensor, x_anon: torch.Tensor, generator) -> dict[str, Any]:
+    """SSIM of the two views and, with the generator, its displacement's summary on the original (no field kept)."""
+    out: dict[str, Any] = {"ssim": ssim_and_change(x_anon, x_orig)["ssim_mean"], "displacement_mean_px_256": None,
+                           "displacement_p99_px_256": None, "displacement_max_px_256": None, "folded_share": None,
+                           "border_frame_share": None}
+    if generator is None:
+        return out
+    accumulator = DisplacementAccumulator(generator.working_size, generator.frame_px(x_orig.shape[-1]))
+    accumulator.update(generator.displacement(x_orig))
+    figures = accumulator.compute()
+    out.update(
+        displacement_mean_px_256=figures["interior"]["mean_px_256"],
+        displacement_p99_px_256=figures["interior"]["p99_px_256"],
+        displacement_max_px_256=figures["interior"]["max_px_256"],
+        folded_share=figures["fold_share"],
+        border_frame_share=figures["frame_share"],
+    )
+    return out
+
+
 def _stats(values: list[float]) -> dict[str, float | int | None]:
     if not values:
-        return {"n": 0, "mean": None, "median": None, "p10": None, "p90": None}
+        return {"n": 0, "mean": None, "median": None, "p10": None, "p90": None, "min": None, "max": None}
     arr = np.asarray(values, dtype=np.float64)
     return {
         "n": int(arr.size),
@@ -97,6 +151,8 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
         "median": float(np.median(arr)),
         "p10": float(np.percentile(arr, 10)),
         "p90": float(np.percentile(arr, 90)),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
     }
 
 
@@ -134,8 +190,14 @@ def build_report(
     verifier_sha256: str | None = None,
     classifier_sha256: str | None = None,
     progress: bool = True,
+    weights: str | os.PathLike | None = None,
+    weights_sha256: str | None = None,
 ) -> ReportResult:
-    """Make the report (see the module docstring). Memory: one image pair at a time."""
+    """Make the report (see the module docstring). Memory: one image pair at a time.
+
+    ``weights``: the generator that made the batch, for its displacement per image (default: the
+    bundle's, when its SHA-256 is the one the batch recorded; otherwise displacement is not measured).
+    """
     originals, anonymized, out_dir = Path(originals), Path(anonymized), Path(out_dir)
     if not originals.is_dir():
         raise ReportError(f"originals folder {originals} does not exist")
@@ -163,6 +225,7 @@ def build_report(
     v_net, v_untrained = _load(verifier, "SiameseVerifier", verifier_sha256, SiameseVerifier)
     c_net, c_untrained = _load(classifier, "AbnormalityClassifier", classifier_sha256, AbnormalityClassifier)
     v_net, c_net = v_net.to(device), c_net.to(device)
+    generator, displacement_note = _batch_generator(settings, weights, weights_sha256, device)
     pseudonymizer = Pseudonymizer(key)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -203,6 +266,7 @@ def build_report(
         if previous_original is not None:
             p_ref = float(torch.sigmoid(v_net.score_embeddings(previous_original, e_anon)).item())
         previous_original = e_orig
+        change = _image_change(x_orig, x_anon, generator)
         prob_orig = torch.sigmoid(c_net(x_orig))[0].cpu().numpy()
         prob_anon = torch.sigmoid(c_net(x_anon))[0].cpu().numpy()
         agree = (prob_orig >= threshold) == (prob_anon >= threshold)
@@ -216,6 +280,7 @@ def build_report(
                 "classifier_max_abs_diff": float(np.abs(prob_orig - prob_anon).max()),
                 "label_agreement": float(agree.mean()),
                 "all_labels_agree": bool(agree.all()),
+                **change,
             }
         )
         counts["paired"] += 1
@@ -235,6 +300,7 @@ def build_report(
         "counts": dict(counts),
         "groups": {},
         "warnings": [],
+        "displacement_note": displacement_note,
     }
     for name, untrained in (("verifier", v_untrained), ("classifier", c_untrained)):
         if untrained:
@@ -250,6 +316,13 @@ def build_report(
             "classifier_mean_abs_diff": _stats([r["classifier_mean_abs_diff"] for r in group]),
             "label_agreement": _stats([r["label_agreement"] for r in group]),
             "fraction_all_labels_agree": float(np.mean([r["all_labels_agree"] for r in group])),
+            "ssim": _stats([r["ssim"] for r in group]),
+            "displacement_mean_px_256": _stats([r["displacement_mean_px_256"] for r in group if generator is not None]),
+            "displacement_p99_px_256": _stats([r["displacement_p99_px_256"] for r in group if generator is not None]),
+            "displacement_max_px_256": max((r["displacement_max_px_256"] for r in group if generator is not None),
+                                           default=None),
+            "folded_share": _stats([r["folded_share"] for r in group if generator is not None]),
+            "border_frame_share": group[0]["border_frame_share"],
         }
 
     table = out_dir / "per_image.csv"
@@ -351,6 +424,27 @@ def _markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {d['n']} | {_fmt(d['mean'], 4)} | {_fmt(d['p90'], 4)} | {_fmt(agree['mean'])} | "
             f"{g['fraction_all_labels_agree']:.1%} |"
+        )
+    lines += [
+        "",
+        "## Image change: how far did the deformation move the anatomy?",
+        "",
+        "SSIM between each original's view and its copy's (1: identical). Displacement of the generator that made the",
+        f"batch, on each original, in pixels of a 256 x 256 image outside the border frame ({summary['displacement_note']}).",
+        "",
+        "| set | n | SSIM mean | SSIM min | displacement mean px (mean over images) | p99 px (median / max over images) "
+        "| max px | folded pixels | border frame |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, g in summary["groups"].items():
+        ssim, mean, p99, folded = g["ssim"], g["displacement_mean_px_256"], g["displacement_p99_px_256"], g["folded_share"]
+        frame = g["border_frame_share"]
+        folded_text = "–" if folded["mean"] is None else f"{folded['mean']:.2%}"
+        frame_text = "–" if frame is None else f"{frame:.1%}"
+        lines.append(
+            f"| {name} | {ssim['n']} | {_fmt(ssim['mean'], 4)} | {_fmt(ssim['min'], 4)} | {_fmt(mean['mean'], 3)} | "
+            f"{_fmt(p99['median'], 3)} / {_fmt(p99['max'], 3)} | {_fmt(g['displacement_max_px_256'], 3)} | "
+            f"{folded_text} | {frame_text} |"
         )
     lines += [
         "",

@@ -109,3 +109,20 @@ def resolve_weights(weights: str | os.PathLike | None = None, sha256: str | None
         metadata = path.resolve().parent.parent / "configs" / "metadata.json"
         expected = sha256_from_metadata(metadata, path.name)
     return path, expected
+
+
+def measured_statement(weights: str | os.PathLike) -> str:
+    """What the weights were measured to do: the ``measured.verdict`` of the ``.json`` beside them.
+
+    ``scripts/ship_model.py`` writes it from benchmark runs (privacy under every attacker beside a
+    random warp of the same displacement, utility retention); without it, say that nothing is known.
+    """
+    meta_path = Path(weights).with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        statement = meta["measured"]["verdict"]
+    except (OSError, ValueError, KeyError, TypeError):
+        statement = None
+    if not isinstance(statement, str) or not statement.strip():
+        return "no measured privacy on record for these weights: do not rely on the pixel deformation to hide identity"
+    return statement.strip()
