@@ -1,6 +1,7 @@
 """DeformAnonymize(d) and DPPix(d): shape, type, dtype, range, determinism, privacy of metadata."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,31 @@ def test_dppix_noise_is_laplace_of_the_stated_scale(b, m, eps, intensity_range):
     assert noise.std() == pytest.approx(np.sqrt(2) * scale, rel=0.08)
     assert abs(noise.mean()) < 5 * np.sqrt(2) * scale / np.sqrt(noise.size)
     assert stats.kstest(noise, stats.laplace(scale=scale).cdf).pvalue > 1e-3
+
+
+def test_readme_chain_gives_the_clis_pixels(tmp_path):
+    """The README's ``Compose`` snippet, run as written (paths swapped), gives the pixels the CLI writes (issue 13)."""
+    import re
+
+    from PIL import Image
+
+    from monai_prichexy.cli import main
+    from tests.test_pipeline_support import png_array, tiny_weights, write_png
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## DeformAnonymize in a MONAI chain", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    weights = tiny_weights(tmp_path / "g.pt")
+    source = write_png(tmp_path / "in" / "radiograph.png", png_array(rows=60, cols=84))  # not square: orientation shows
+    assert '"bundle/models/model.pt"' in code and '"radiograph.png"' in code
+    code = code.replace('"bundle/models/model.pt"', repr(str(weights))).replace('"radiograph.png"', repr(str(source)))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    chain = np.asarray(scope["out"])[0]
+    assert main(["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--weights", str(weights),
+                 "--key-file", str(tmp_path / "k.key"), "--no-progress", "-q"]) == 0
+    (written,) = [p for p in (tmp_path / "out").rglob("*.png")]
+    cli = np.asarray(Image.open(written), dtype=np.float64)
+    assert cli.shape == chain.shape == (60, 84)
+    assert np.abs(np.clip(np.rint(chain), 0, 255) - cli).max() <= 1  # the CLI rounds to the file's integer type
+    assert np.abs(cli - png_array(rows=60, cols=84)).max() > 0  # and the deformation did move something
