@@ -13,7 +13,6 @@ import torch
 from scipy import ndimage
 
 from monai_prichexy.networks import (
-    Deformation,
     PriCheXyNet,
     deform,
     gaussian_kernel,
@@ -181,7 +180,7 @@ def test_smooth_field_is_depthwise():
 
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="smoothing"):
-        Deformation(smoothing="blur")
+        sampling_grid(torch.zeros(1, 2, 8, 8), mu=0.01, smoothing="blur")
     with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
         sampling_grid(torch.zeros(1, 3, 8, 8), mu=0.01)
     with pytest.raises(ValueError, match="mu"):
@@ -208,8 +207,3 @@ def test_prichexynet_without_working_size_refuses_tracing():
     net = PriCheXyNet(working_size=None, init_features=2).eval()
     with pytest.raises(RuntimeError, match="working_size=None cannot be traced"):
         torch.jit.trace(net, torch.rand(1, 1, 32, 32))
-
-
-def test_module_form_equals_function():
-    image, flow = torch.rand(1, 1, 16, 16), torch.rand(1, 2, 16, 16) * 2 - 1
-    assert torch.equal(Deformation(mu=0.005)(image, flow), deform(image, flow, 0.005))

@@ -4,7 +4,6 @@ from .anonymizer import PriCheXyNet
 from .classifier import CXR14_LABELS, AbnormalityClassifier
 from .deformation import (
     SMOOTHING_MODES,
-    Deformation,
     deform,
     gaussian_kernel,
     identity_grid,
@@ -21,7 +20,6 @@ __all__ = [
     "AbnormalityClassifier",
     "BACKBONES",
     "CXR14_LABELS",
-    "Deformation",
     "EmbeddingNet",
     "FlowFieldGenerator",
     "PriCheXyNet",

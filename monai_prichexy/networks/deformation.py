@@ -29,7 +29,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 __all__ = [
     "SMOOTHING_MODES",
@@ -44,7 +43,6 @@ __all__ = [
     "sampling_grid",
     "warp",
     "deform",
-    "Deformation",
 ]
 
 SMOOTHING_MODES = ("grid", "displacement", "none")
@@ -200,18 +198,3 @@ def deform(
     """Deform ``image`` (B, C, H, W) by ``flow`` (B, 2, h, w): the full PriCheXy-Net operator."""
     grid = sampling_grid(flow, mu, smoothing, size=image.shape[-2:], kernel_size=kernel_size, sigma=sigma)
     return warp(image, grid)
-
-
-class Deformation(nn.Module):
-    """Module form of :func:`deform`: ``forward(image, flow)``."""
-
-    def __init__(self, mu: float = 0.01, smoothing: str = "grid", kernel_size: int = 9, sigma: float = 2.0) -> None:
-        super().__init__()
-        self.mu = float(mu)
-        self.smoothing = _check_mode(smoothing)
-        self.kernel_size = kernel_size
-        self.sigma = sigma
-        gaussian_kernel(kernel_size, sigma)  # validate early
-
-    def forward(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        return deform(image, flow, self.mu, self.smoothing, self.kernel_size, self.sigma)

@@ -17,13 +17,11 @@ with the same rows, columns, bit depth, photometric interpretation and pixel rep
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .. import __version__
 from ..dicom import DeidConfig, DeidentificationError, UnsupportedDicomError, read_radiograph, write_radiograph
 from ..transforms import DeformAnonymize
 from ..transforms.array import check_radiograph_array
@@ -50,7 +48,6 @@ class Deformer:
             weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256
         )
         self.weights_sha256 = sha256_file(weights) if isinstance(weights, (str, os.PathLike)) else None
-        self._lock = threading.Lock()
 
     @property
     def network(self):
@@ -196,7 +193,3 @@ class FileAnonymizer:
         return FileOutcome(
             "ok", kind, notes=notes, lossy=image.lossy_output, shape=tuple(warped.shape), dtype=str(warped.dtype)
         )
-
-
-def tool_description() -> str:
-    return f"monai-prichexy {__version__}"

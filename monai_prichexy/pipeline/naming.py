@@ -19,18 +19,10 @@ from pathlib import PurePosixPath
 
 from ..dicom import DeidKey
 
-__all__ = ["Pseudonymizer", "FILE_ID_LENGTH", "DIR_NAME_LENGTH", "relative_posix"]
+__all__ = ["Pseudonymizer", "FILE_ID_LENGTH", "DIR_NAME_LENGTH"]
 
 FILE_ID_LENGTH = 20  # hex digits: 80 bits
 DIR_NAME_LENGTH = 16  # hex digits: 64 bits
-
-
-def relative_posix(path: str | os.PathLike, root: str | os.PathLike) -> PurePosixPath:
-    """``path`` relative to ``root``, as a POSIX path (the form that is hashed)."""
-    rel = os.path.relpath(os.fspath(path), os.fspath(root))
-    if rel == os.curdir or rel.startswith(os.pardir + os.sep) or rel == os.pardir:
-        raise ValueError("path is not inside the root")
-    return PurePosixPath(*rel.split(os.sep))
 
 
 def _encode(rel: PurePosixPath) -> bytes:
