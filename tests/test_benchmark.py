@@ -222,3 +222,30 @@ def test_interrupted_stage_is_trained_again(tiny_data, tmp_path):
     summary.unlink()  # as if killed after the best-metric handler wrote the checkpoint
     exp.classifier_pretrain()
     assert summary.is_file() and path.stat().st_mtime_ns != done
+
+
+def test_committed_result_tables_rebuild_from_their_json(tmp_path):
+    """Each README results section and its docs/results/<run>/benchmark.md are what the run's JSON renders to."""
+    import re
+    import shutil
+
+    from monai_prichexy.benchmark.run import render
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    sections = re.findall(r"<!-- results:([\w.-]+):start -->", readme)
+    assert {"kermany_cpu128", "nih_cpu64"} <= set(sections)
+    for name in sections:
+        folder = root / "docs" / "results" / name
+        payload = json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))
+        copy = tmp_path / name
+        copy.mkdir()
+        shutil.copy(folder / "benchmark.json", copy / "benchmark.json")
+        (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+        (tmp_path / "docs").mkdir(exist_ok=True)
+        tables = render(payload, copy, readme=tmp_path / "README.md", name=name)
+        assert (folder / "benchmark.md").read_text(encoding="utf-8") == tables, f"{name}: benchmark.md is stale"
+        rendered = (tmp_path / "README.md").read_text(encoding="utf-8")
+        section = re.compile(rf"<!-- results:{name}:start -->.*?<!-- results:{name}:end -->", re.S)
+        got, want = section.search(readme).group(0), section.search(rendered).group(0)
+        assert got.replace(f"docs/results/{name}/", "") == want.replace(f"{name}/", ""), f"README section {name} is stale"

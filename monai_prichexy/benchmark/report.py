@@ -107,44 +107,76 @@ def markdown_tables(rows: Sequence[Mapping[str, Any]], header_note: str = "") ->
     return "\n".join(lines + notes) + "\n"
 
 
+def short_label(row: str) -> str:
+    """A plot label for a row name: ``L 1.28`` = learned within 1.28 px, ``R 1.28`` = its random warp."""
+    if row.startswith("random_deformation_"):
+        return "R " + short_label(row[len("random_deformation_"):]).removeprefix("L ")
+    if row.startswith("ensemble_b"):
+        return f"L {row[len('ensemble_b'):]}"
+    if row.startswith("prichexy_mu"):
+        return f"mu {row[len('prichexy_mu'):]}"
+    if row.startswith("model_"):
+        return row[len("model_"):]
+    if row.startswith("blur_s"):
+        return f"blur {row[len('blur_s'):]}"
+    if row.startswith("dppix_b"):
+        return f"DP-Pix {row[len('dppix_b'):]}"
+    return {"privacy_net": "Privacy-Net"}.get(row, row)
+
+
 def plot_frontier(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """Privacy closure (worst case) against utility retention, learned rows joined to their random warps."""
+    """Privacy closure (worst case) against utility retention, learned rows joined to their random warps.
+
+    Left: every row and the paper's point; right: the same, zoomed on the rows near the real images.
+    Labels: ``L b`` = learned within budget b px, ``R b`` = its random warp, ``mu m`` = the paper's set-up.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
     colours = {"prichexy": "tab:blue", "random_deformation": "tab:orange", "blur": "tab:green", "dppix": "tab:red",
                "privacy_net": "tab:purple", "none": "black"}
     by_name = {r["row"]: r for r in rows}
+    points = []
     for r in rows:
         x, y = r.get("closure_pair"), r.get("retention_binary")
         if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
             continue
-        colour = colours.get(r.get("kind"), "grey")
-        ax.plot(x, y, "o", color=colour)
-        ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-        control = by_name.get(r.get("control") or "")
-        if control and control.get("closure_pair") is not None and math.isfinite(control["closure_pair"]):
-            ax.plot([x, control["closure_pair"]], [y, control.get("retention_binary", y)], ":", color="grey", lw=0.8)
-    ax.plot(PAPER_POINT["closure"], PAPER_POINT["retention"], "*", ms=14, color="gold", mec="black",
-            label="paper, mu = 0.01 (its own Siamese attacker)")
-    for legend, kind in (("learned (PriCheXy-Net)", "prichexy"), ("random warp, same displacement", "random_deformation"),
+        points.append((x, y))
+        for ax in axes:
+            ax.plot(x, y, "o", color=colours.get(r.get("kind"), "grey"))
+            ax.annotate(short_label(r["row"]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            control = by_name.get(r.get("control") or "")
+            if control and control.get("closure_pair") is not None and math.isfinite(control["closure_pair"]):
+                ax.plot([x, control["closure_pair"]], [y, control.get("retention_binary", y)], ":", color="grey", lw=0.8)
+    for ax in axes:
+        ax.plot(PAPER_POINT["closure"], PAPER_POINT["retention"], "*", ms=14, color="gold", mec="black",
+                label="paper, mu = 0.01 (its own Siamese attacker)")
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.axhline(1, color="grey", lw=0.5)
+        ax.axhline(0.95, color="grey", lw=0.5, ls="--")
+        ax.axvline(0.5, color="grey", lw=0.5, ls="--")
+        ax.set_xlabel("privacy closure, worst case over attackers (1 = attacker at chance)")
+    axes[0].set_ylabel("utility retention (1 = all utility kept)")
+    for legend, kind in (("learned (L b: within b px at 256)", "prichexy"), ("random warp, same displacement (R b)", "random_deformation"),
                          ("Gaussian blur", "blur"), ("DP-Pix", "dppix"), ("Privacy-Net", "privacy_net"), ("real", "none")):
         if any(r.get("kind") == kind for r in rows):
-            ax.plot([], [], "o", color=colours[kind], label=legend)
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.axhline(1, color="grey", lw=0.5)
-    ax.axhline(0.95, color="grey", lw=0.5, ls="--")
-    ax.axvline(0.5, color="grey", lw=0.5, ls="--")
-    ax.set_xlabel("privacy closure, worst case over attackers (1 = attacker at chance)")
-    ax.set_ylabel("utility retention (1 = all utility kept)")
-    ax.set_title(title or "privacy-utility frontier")
-    ax.legend(fontsize=7, loc="lower left")
+            axes[0].plot([], [], "o", color=colours[kind], label=legend)
+    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0].set_title(title or "privacy-utility frontier", fontsize=10)
+    near = [(x, y) for x, y in points if -0.3 <= x <= 0.3 and y >= 0.85]
+    if near:
+        xs, ys = [x for x, _ in near], [y for _, y in near]
+        pad_x = max(0.02, 0.1 * (max(xs) - min(xs)))
+        pad_y = max(0.005, 0.1 * (max(ys) - min(ys)))
+        axes[1].set_xlim(min(xs) - pad_x, max(xs) + 2 * pad_x)
+        axes[1].set_ylim(min(ys) - pad_y, max(ys) + 2 * pad_y)
+    axes[1].set_title("zoom: the rows near the real images", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
