@@ -104,3 +104,12 @@ def test_ci_runs_each_extras_module_with_the_extra_required():
         for line in runs:
             required = re.search(r"PRICHEXY_REQUIRE_EXTRAS=(\S+)", line)
             assert required and extra in required.group(1).split(","), f".ci/run runs {module} without requiring {extra!r}"
+
+
+def test_the_suites_conftest_installs_the_extras_hooks():
+    """Without these two hooks in tests/conftest.py a required extra's skips would pass silently (issue 16)."""
+    import tests.conftest as conftest
+    import tests.extras as extras
+
+    assert conftest.pytest_configure is extras.pytest_configure
+    assert conftest.pytest_runtest_makereport is extras.pytest_runtest_makereport
