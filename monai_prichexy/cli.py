@@ -226,17 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="output folder (created; not inside IN)")
     p.add_argument("--weights", help="generator checkpoint (default: the bundle's models/model.pt)")
     p.add_argument("--weights-sha256", help="expected SHA-256 of the weights (default: from the bundle's metadata.json)")
-    p.add_argument("--mu", type=float, help="deformation strength (default: the checkpoint's)")
+    p.add_argument("--mu", type=float, help="deformation strength, a fraction of the image side: the largest shift is mu / 2 of the side, "
+                   "e.g. 0.01 -> 1.28 px at 256 px (default: the checkpoint's)")
     p.add_argument("--smoothing", choices=("grid", "displacement", "none"), help="default: the checkpoint's, else grid")
     p.add_argument(
-        "--working-size", type=int, default=None, help="resolution the generator sees (default: the checkpoint's, else 256)"
+        "--working-size", type=int, default=None, help="side in pixels of the image the generator sees (default: the checkpoint's, else 256)"
     )
     p.add_argument("--key-file", help=f"de-identification key (created if missing; default: OUT{KEY_SUFFIX} beside OUT)")
-    p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads, >= 1 (default 1)")
     p.add_argument("--dates", choices=("remove", "shift"), default="remove", help="DICOM dates: remove (default) or shift per patient")
     p.add_argument("--allow-burned-in", action="store_true", help="process DICOM with BurnedInAnnotation=YES (the text stays!)")
     p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs (lossy; default 95)")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs, 1-100 (lossy; default 95)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-q", "--quiet", action="store_true", help="only the final summary")
     p.set_defaults(func=cmd_anonymize)
@@ -254,25 +255,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", required=True, help="AbnormalityClassifier checkpoint")
     p.add_argument("--out", required=True, help="report folder (not inside ANONYMIZED or ORIGINALS)")
     p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
-    p.add_argument("--verifier-sha256")
-    p.add_argument("--classifier-sha256")
+    p.add_argument("--verifier-sha256", help="expected SHA-256 of --verifier (64 hex digits; checked before loading)")
+    p.add_argument("--classifier-sha256", help="expected SHA-256 of --classifier (64 hex digits; checked before loading)")
     p.add_argument("--weights", help="the generator that made the batch, for its displacement per image (default: the "
                    "bundle's model.pt when it is the one the batch recorded; otherwise displacement is not measured)")
     p.add_argument("--weights-sha256", help="expected SHA-256 of --weights")
-    p.add_argument("--threshold", type=float, default=0.5, help="label threshold for agreement (default 0.5)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold in (0, 1) for label agreement (default 0.5)")
+    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="make a synthetic demo input and run anonymize + report on it")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p = sub.add_parser(
+        "demo",
+        help="make a synthetic demo input and run anonymize + report on it",
+        description="Write OUT_DIR/input (synthetic DICOM and PNG radiographs whose headers, folder and file names "
+        "carry made-up PHI), anonymize it into OUT_DIR/anonymized and write the report to OUT_DIR/report; prints "
+        "the equivalent anonymize and report commands.",
+    )
+    p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for the demo's input, output and report")
     p.add_argument("--weights", help="generator checkpoint (default: the bundle's, else untrained demo weights)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="parallel threads, >= 1 (default 1)")
     p.add_argument("--no-run", action="store_true", help="only create the input and print the commands")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("keygen", help="create a new de-identification key file (mode 0600)")
-    p.add_argument("key_file", metavar="KEY_FILE")
+    p = sub.add_parser(
+        "keygen",
+        help="create a new de-identification key file (mode 0600)",
+        description="Create a random secret key for keyed pseudonyms, UIDs and date shifts. Keep it secret and reuse "
+        "it across batches of the same archive; refuses to overwrite an existing file.",
+    )
+    p.add_argument("key_file", metavar="KEY_FILE", help="path of the new key file (must not exist)")
     p.set_defaults(func=cmd_keygen)
 
     from .label.mapping import add_label_map_parser  # MONAI Label app's steward command

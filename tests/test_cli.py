@@ -278,3 +278,21 @@ def test_demo_input_is_anonymized_without_phi(tmp_path, weights, capsys):
     assert not scan(outputs, parts)
     ds = pydicom.dcmread(next(p for p in output_files(tmp_path / "out") if p.suffix == ".dcm"))
     assert ds.PatientName != DEMO_PHI["PatientName"]
+
+
+def test_every_command_and_option_is_explained():
+    """Each subcommand has a description and every argument a help text (issue 14, first run)."""
+    import argparse
+
+    from monai_prichexy.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        assert command.description, f"{name}: no description"
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}: no help text"
+    mu = next(a for a in sub.choices["anonymize"]._actions if "--mu" in a.option_strings)
+    assert "px" in mu.help  # a unit
