@@ -304,7 +304,7 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    warnings.simplefilter("default", UserWarning)
+    warnings.simplefilter("ignore" if getattr(args, "quiet", False) else "default", UserWarning)  # -q: summary only
     if getattr(args, "workers", 1) < 1:
         parser.error("--workers must be >= 1")
     try:

@@ -296,3 +296,25 @@ def test_every_command_and_option_is_explained():
             assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}: no help text"
     mu = next(a for a in sub.choices["anonymize"]._actions if "--mu" in a.option_strings)
     assert "px" in mu.help  # a unit
+
+
+def test_quiet_silences_warnings_but_not_the_summary(tmp_path):
+    """-q prints only the final summary: the small-mu risk warning shows without it and not with it."""
+    import subprocess
+    import sys
+
+    from tests.test_pipeline_support import tiny_weights
+
+    weights = tiny_weights(tmp_path / "g.pt", mu=1e-4)
+    write_png(tmp_path / "in" / "a.png", png_array())
+    root = Path(__file__).resolve().parents[1]
+
+    def run(out, *extra):
+        return subprocess.run([sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(tmp_path / "in"), str(out),
+                               "--weights", str(weights), "--key-file", str(tmp_path / "k.key"), "--no-progress", *extra],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+
+    loud, quiet = run(tmp_path / "o1"), run(tmp_path / "o2", "-q")
+    assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "too small to hide identity" in loud.stderr
+    assert "too small" not in quiet.stderr and "done in" in quiet.stderr
