@@ -159,6 +159,9 @@ def cmd_anonymize(args) -> int:
     _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err)
     if summary.interrupted:
         print("interrupted: rerun the same command to resume", file=err)
+    if not summary.interrupted and summary.ok + summary.already_done + summary.n_failed + summary.n_skipped == 0:
+        print(f"nothing to anonymize: {in_dir} holds no files (hidden files are ignored); exit status 1", file=err)
+        return 1
     return summary.exit_code
 
 

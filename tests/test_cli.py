@@ -318,3 +318,10 @@ def test_quiet_silences_warnings_but_not_the_summary(tmp_path):
     assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
     assert "too small to hide identity" in loud.stderr
     assert "too small" not in quiet.stderr and "done in" in quiet.stderr
+
+
+def test_an_empty_input_is_an_error(tmp_path, weights, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / ".hidden").write_text("x")
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--weights", weights, "--no-progress") == 1
+    assert "nothing to anonymize" in capsys.readouterr().err
