@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monai_prichexy.benchmark.model_record import measured_record, verdict  # noqa: E402
+from monai_prichexy.benchmark.model_record import measured_record, records_markdown, verdict  # noqa: E402
 from monai_prichexy.engines.anonymizers import build_anonymizer  # noqa: E402
 from monai_prichexy.engines.handlers import export_bundle_model  # noqa: E402
 from monai_prichexy.weights import load_checkpoint, sha256_file  # noqa: E402
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{out}: sha256 {sha256_file(out)}")
     if records:
         print(meta["measured"]["verdict"])
+        print(records_markdown(records))
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monai_prichexy.benchmark import summarise
-from monai_prichexy.benchmark.model_record import measured_record, verdict
+from monai_prichexy.benchmark.model_record import measured_record, records_markdown, verdict
 from monai_prichexy.pipeline.weights import measured_statement
 
 from .test_benchmark import _result
@@ -36,6 +36,8 @@ def test_a_field_no_better_than_its_random_warp_is_called_not_protective():
     assert record["privacy_closure"] == pytest.approx((80 - 79.6) / 30, abs=1e-3)
     assert record["seeds_learned_below_random_warp"] == "3/5" and record["utility"]["retention"] == 1.0
     text = verdict([record])
+    table = records_markdown([record])
+    assert "| **model** | 79.6 ± 1.0 (siamese) |" in table and table.count("\n") == 5
     assert text.startswith("NOT measured protective") and "79.6 %" in text and "toy-cxr (64 px)" in text
 
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CLOSURE_BAR", "RETENTION_BAR", "measured_record", "verdict"]
+__all__ = ["CLOSURE_BAR", "RETENTION_BAR", "measured_record", "records_markdown", "verdict"]
 
 #: worst-case privacy closure a protective model must reach (issue 11, goal)
 CLOSURE_BAR = 0.5
@@ -115,3 +115,30 @@ def verdict(records: Sequence[Mapping[str, Any]]) -> str:
                 f"warp of the same size (bar: privacy closure >= {CLOSURE_BAR} at retention >= {RETENTION_BAR}); "
                 "the header de-identification still applies")
     return head + ". " + "; ".join(parts) + "."
+
+
+def records_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The records as a model-card table: per data set, unaltered / model / random warp, every attacker."""
+    attackers = sorted({name for r in records for name in r["model"]["auc_pct_by_attacker"]})
+    head = ("| data set | images | worst-case AUC % (attacker) | " + " | ".join(f"{a} AUC %" for a in attackers)
+            + " | worst-case P@1 % | privacy closure | utility AUC % (retention) | displacement mean / p99 / max px at 256 | SSIM |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in records:
+        d = r["displacement_px_at_256"]
+        for label, key in (("unaltered", "real"), ("**model**", "model"), ("random warp, same displacement", "random_warp")):
+            p = r[key]
+            cells = [f"{r['dataset']} ({r['image_size']} px, seeds {r['attack_seeds'][0]}-{r['attack_seeds'][-1]})",
+                     label, f"{p['worst_case_auc_pct']} ± {p['worst_case_auc_std_pct']} ({p['worst_case_attacker']})"]
+            cells += [str(p["auc_pct_by_attacker"].get(a)) for a in attackers]
+            cells.append(str(p["worst_case_p_at_1_pct"]))
+            if key == "model":
+                cells += [f"{r['privacy_closure']} (random warp: {r['random_warp_closure']}; learned below it in "
+                          f"{r['seeds_learned_below_random_warp']} seeds)",
+                          f"{r['utility']['model_auc_pct']} ({r['utility']['retention']}; real {r['utility']['real_auc_pct']})",
+                          f"{d['mean']} / {d['p99']} / {d['max']}", str(r.get("ssim"))]
+            elif key == "real":
+                cells += ["-", f"{r['utility']['real_auc_pct']} ({r['utility']['name']})", "-", "1.0"]
+            else:
+                cells += [str(r["random_warp_closure"]), "-", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
