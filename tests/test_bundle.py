@@ -333,7 +333,7 @@ def test_repository_bundle_ships_no_unverified_weights() -> None:
         from monai.bundle import ConfigParser
 
         card = json.loads((BUNDLE / "models" / "model.json").read_text())
-        assert card["stage"] == "adversarial" and card["data"]["dataset"] and card["data"]["split_file"]
+        assert card["stage"] in ("adversarial", "ensemble_adversarial") and card["data"]["dataset"] and card["data"]["split_file"]
         parser = ConfigParser()
         parser.read_config(str(BUNDLE / "configs" / "inference.json"))
         parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
