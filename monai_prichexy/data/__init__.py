@@ -5,14 +5,6 @@ from .datasets import (
     DEFAULT_READERS,
     ChestXray14Dataset,
     ChestXray14PairDataset,
-    RowsFirst,
-    RowsFirstd,
-    RowsFirstD,
-    RowsFirstDict,
-    ToGrayscale,
-    ToGrayscaled,
-    ToGrayscaleD,
-    ToGrayscaleDict,
     build_transforms,
     resolve_image_paths,
 )
@@ -27,6 +19,17 @@ from .pairs import (
     write_pairs,
 )
 from .records import ImageRecord, group_by_patient, label_matrix, normalize_patient_id, open_text
+# the layout transforms live in monai_prichexy.transforms; kept here so monai_prichexy.data.RowsFirstd stays valid
+from ..transforms.layout import (
+    RowsFirst,
+    RowsFirstd,
+    RowsFirstD,
+    RowsFirstDict,
+    ToGrayscale,
+    ToGrayscaled,
+    ToGrayscaleD,
+    ToGrayscaleDict,
+)
 from .splits import (
     SPLIT_NAMES,
     apply_split_file,
@@ -50,7 +53,8 @@ from . import (  # noqa: E402
     splits as _s,
     tables as _t,
 )
+from ..transforms import layout as _l  # noqa: E402
 
-__all__ = [*_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__]
+__all__ = [*_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__, *_l.__all__]
 
-del _c, _d, _k, _p, _r, _s, _t
+del _c, _d, _k, _l, _p, _r, _s, _t

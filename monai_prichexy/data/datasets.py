@@ -31,16 +31,7 @@ from monai.transforms import (
     ScaleIntensityd,
 )
 
-from ..transforms.layout import (  # noqa: F401  (re-exported: monai_prichexy.data.RowsFirstd stays valid)
-    RowsFirst,
-    RowsFirstD,
-    RowsFirstd,
-    RowsFirstDict,
-    ToGrayscale,
-    ToGrayscaleD,
-    ToGrayscaled,
-    ToGrayscaleDict,
-)
+from ..transforms.layout import RowsFirstd, ToGrayscaled
 from .records import ImageRecord
 from .splits import load_split
 from .tables import read_table
@@ -48,14 +39,6 @@ from .pairs import VerificationPair, read_pairs
 
 __all__ = [
     "DEFAULT_READERS",
-    "ToGrayscale",
-    "ToGrayscaled",
-    "ToGrayscaleD",
-    "ToGrayscaleDict",
-    "RowsFirst",
-    "RowsFirstd",
-    "RowsFirstD",
-    "RowsFirstDict",
     "build_transforms",
     "resolve_image_paths",
     "ChestXray14Dataset",
