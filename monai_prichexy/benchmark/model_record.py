@@ -120,7 +120,7 @@ def verdict(records: Sequence[Mapping[str, Any]]) -> str:
 def records_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """The records as a model-card table: per data set, unaltered / model / random warp, every attacker."""
     attackers = sorted({name for r in records for name in r["model"]["auc_pct_by_attacker"]})
-    head = ("| data set | images | worst-case AUC % (attacker) | " + " | ".join(f"{a} AUC %" for a in attackers)
+    head = ("| data set | row | worst-case AUC % (attacker) | " + " | ".join(f"{a} AUC %" for a in attackers)
             + " | worst-case P@1 % | privacy closure | utility AUC % (retention) | displacement mean / p99 / max px at 256 | SSIM |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in records:
