@@ -141,6 +141,11 @@ def _image_change(x_orig: torch.Tensor, x_anon: torch.Tensor, generator) -> dict
     return out
 
 
+def _measured(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """The values of ``key`` in ``rows`` that were measured (None: no generator for the displacement)."""
+    return [r[key] for r in rows if r[key] is not None]
+
+
 def _stats(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "mean": None, "median": None, "p10": None, "p90": None, "min": None, "max": None}
@@ -317,11 +322,9 @@ def build_report(
             "label_agreement": _stats([r["label_agreement"] for r in group]),
             "fraction_all_labels_agree": float(np.mean([r["all_labels_agree"] for r in group])),
             "ssim": _stats([r["ssim"] for r in group]),
-            "displacement_mean_px_256": _stats([r["displacement_mean_px_256"] for r in group if generator is not None]),
-            "displacement_p99_px_256": _stats([r["displacement_p99_px_256"] for r in group if generator is not None]),
-            "displacement_max_px_256": max((r["displacement_max_px_256"] for r in group if generator is not None),
-                                           default=None),
-            "folded_share": _stats([r["folded_share"] for r in group if generator is not None]),
+            **{key: _stats(_measured(group, key)) for key in ("displacement_mean_px_256", "displacement_p99_px_256",
+                                                              "folded_share")},
+            "displacement_max_px_256": max(_measured(group, "displacement_max_px_256"), default=None),
             "border_frame_share": group[0]["border_frame_share"],
         }
 
