@@ -12,7 +12,8 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PACKAGED = ("models/model.pt", "models/model.json", "configs/metadata.json")
+PACKAGED = ("models/model.pt", "models/model.json", "models/verifier.pt", "models/metric.pt", "models/classifier.pt",
+            "configs/metadata.json")
 
 
 class BuildPyWithWeights(build_py):

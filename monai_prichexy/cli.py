@@ -5,6 +5,8 @@ Subcommands:
 * ``anonymize IN OUT``: de-identify headers and deform pixels of every radiograph under IN
   into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`);
 * ``report ORIGINALS ANONYMIZED``: privacy/utility report of a finished batch;
+* ``audit ORIGINALS ANONYMIZED``: re-identification audit of a release, beside the unaltered
+  images and a random warp of the same displacement (:mod:`monai_prichexy.pipeline.audit`);
 * ``demo OUT_DIR``: make a small synthetic input and run both end to end;
 * ``keygen KEY_FILE``: create a de-identification key;
 * ``label-map``: map labels from the MONAI Label server back to the originals (:mod:`.label.mapping`).
@@ -165,31 +167,65 @@ def cmd_anonymize(args) -> int:
     return summary.exit_code
 
 
+def _shipped(path: str | None, sha256: str | None, name: str) -> tuple[str, str | None]:
+    """``--verifier`` / ``--classifier`` or, when not given, the bundle's shipped network and its recorded SHA-256."""
+    if path is not None:
+        return path, sha256
+    from .pipeline.weights import WeightsNotFoundError, shipped_network
+
+    try:
+        shipped, expected = shipped_network(name)
+    except WeightsNotFoundError as err:
+        raise CliError(str(err)) from None
+    return str(shipped), sha256 or expected
+
+
 def cmd_report(args) -> int:
     from .pipeline.report import ReportError, build_report
 
     anonymized = Path(args.anonymized)
     key, _, _ = _load_key(args.key_file, anonymized, create=False)
+    verifier, verifier_sha256 = _shipped(args.verifier, args.verifier_sha256, "verifier")
+    classifier, classifier_sha256 = _shipped(args.classifier, args.classifier_sha256, "classifier")
     try:
         result = build_report(
             args.originals,
             anonymized,
-            verifier=args.verifier,
-            classifier=args.classifier,
+            verifier=verifier,
+            classifier=classifier,
             out_dir=args.out,
             key=key,
             device=_device(args.device),
             threshold=args.threshold,
-            verifier_sha256=args.verifier_sha256,
-            classifier_sha256=args.classifier_sha256,
+            verifier_sha256=verifier_sha256,
+            classifier_sha256=classifier_sha256,
             progress=not args.no_progress,
             weights=args.weights,
             weights_sha256=args.weights_sha256,
         )
     except (ReportError, ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
+    for warning in result.summary.get("warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(f"report: {result.markdown}\nfigure: {result.figure}\nper image: {result.table}", file=sys.stderr)
     return 0
+
+
+def cmd_audit(args) -> int:
+    from .pipeline.audit import AuditError, build_audit
+
+    anonymized = Path(args.anonymized)
+    key, _, _ = _load_key(args.key_file, anonymized, create=False)
+    try:
+        result = build_audit(
+            args.originals, anonymized, args.out, key, threshold=args.threshold, size=args.size, seeds=args.seeds,
+            patient_pattern=args.patient_regex, min_train_patients=args.min_train_patients, weights=args.weights,
+            weights_sha256=args.weights_sha256, device=_device(args.device), progress=not args.no_progress,
+        )
+    except (AuditError, ValueError, FileNotFoundError) as err:
+        raise CliError(str(err)) from None
+    print(f"{result.summary['verdict']['text']}\naudit: {result.markdown}\npictures: {result.figure}", file=sys.stderr)
+    return 0 if result.summary["verdict"]["protective"] else 1
 
 
 def cmd_demo(args) -> int:
@@ -254,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
     p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
-    p.add_argument("--verifier", required=True, help="SiameseVerifier checkpoint")
-    p.add_argument("--classifier", required=True, help="AbnormalityClassifier checkpoint")
+    p.add_argument("--verifier", help="SiameseVerifier checkpoint (default: the bundle's shipped models/verifier.pt)")
+    p.add_argument("--classifier", help="AbnormalityClassifier checkpoint (default: the bundle's shipped models/classifier.pt)")
     p.add_argument("--out", required=True, help="report folder (not inside ANONYMIZED or ORIGINALS)")
     p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
     p.add_argument("--verifier-sha256", help="expected SHA-256 of --verifier (64 hex digits; checked before loading)")
@@ -267,6 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
+
+    from .pipeline.audit import add_audit_arguments
+
+    p = sub.add_parser(
+        "audit",
+        help="measure the re-identification risk of an anonymized batch on its own patients",
+        description="Train fresh attackers (Siamese verifier, metric learning, pixel correlation) on anonymized images "
+        "of part of the patients and test how well they link the other patients' anonymized images to their "
+        "originals; the same on the unaltered images and on a random warp of the same displacement. Patient ids "
+        "come from the originals (DICOM PatientID, else --patient-regex on the relative path) and are never written. "
+        "Writes audit.md, summary.json and before_after.png (pseudonyms only). Exit status 0 when the verdict is "
+        "protective, 1 when it is not or cannot be measured, 2 on bad arguments.",
+    )
+    p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
+    p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
+    p.add_argument("--out", required=True, help="audit folder (not inside ANONYMIZED or ORIGINALS)")
+    p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
+    add_audit_arguments(p)
+    p.add_argument("--weights", help="the generator that made the batch, for its displacement and the random-warp "
+                   "control (default: the bundle's model.pt when it is the one the batch recorded)")
+    p.add_argument("--weights-sha256", help="expected SHA-256 of --weights")
+    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
         "demo",

@@ -65,12 +65,34 @@ def train(dataset_dir: str, output_dir: str, threads: int) -> dict[str, Path]:
                    "test_real_vs_real": {k: test[k] for k in ("auc_pair", "auc_patient", "precision_at_1", "map_at_r")}}
         metric_path.with_suffix(".json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     paths["metric"] = metric_path
+    measure(exp, paths)
     return paths
+
+
+def measure(exp: Experiment, paths: dict[str, Path]) -> None:
+    """Test-split figures of the verifier and the classifier on real images, into ``<name>.json`` (``test``)."""
+    from monai_prichexy.engines.attack import evaluate_utility, evaluate_verification
+    from monai_prichexy.weights import load_network
+
+    for name in ("verifier", "classifier"):
+        summary_path = paths[name].with_suffix(".json")
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if "test" in summary:
+            continue
+        network, _ = load_network(paths[name])
+        if name == "verifier":
+            test = evaluate_verification(network, None, exp.data, device=exp.device)
+            summary["test"] = {k: test[k] for k in ("auc_pair", "auc_patient", "precision_at_1", "map_at_r")}
+        else:
+            real = load_split_images(exp.data, "test")
+            test = evaluate_utility(network, real, exp.data, device=exp.device)
+            summary["test"] = test
+        summary_path.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
 
 
 def install(paths: dict[str, Path], models_dir: Path) -> dict[str, str]:
     """Copy the checkpoints into the bundle and record their SHA-256 in ``configs/metadata.json``."""
-    from monai_prichexy.pipeline.weights import record_attack_networks
+    from monai_prichexy.engines.handlers import record_sha256
 
     shas = {}
     for name in NAMES:
@@ -78,7 +100,8 @@ def install(paths: dict[str, Path], models_dir: Path) -> dict[str, str]:
         shutil.copyfile(paths[name], target)
         shas[name] = sha256_file(target)
         print(f"{target}: sha256 {shas[name]}")
-    record_attack_networks(models_dir.parent / "configs" / "metadata.json", shas)
+    for name, sha in shas.items():
+        record_sha256(models_dir.parent / "configs" / "metadata.json", sha, key=f"{name}_sha256")
     return shas
 
 

@@ -130,7 +130,7 @@ def stubs(monkeypatch):
     import monai_prichexy.pipeline.report as report
 
     nets = {"SiameseVerifier": StubVerifier(), "AbnormalityClassifier": StubClassifier()}
-    monkeypatch.setattr(report, "_load", lambda path, network, sha, cls: (nets[network], False))
+    monkeypatch.setattr(report, "_load", lambda path, network, sha, cls: (nets[network], {}))
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3])

@@ -50,6 +50,8 @@ __all__ = [
     "RANDOM_KINDS",
     "make_anonymizer",
     "make_release",
+    "attack_release",
+    "summarise_attacks",
     "score_attack",
     "evaluate_verification",
     "evaluate_utility",
@@ -214,6 +216,55 @@ def _worst_case(by_attacker: Mapping[str, Mapping[str, Any]], seeds: Sequence[in
     return out
 
 
+def attack_release(
+    release: Mapping[str, SplitImages],
+    real: Mapping[str, SplitImages],
+    data: Any,
+    seed: int,
+    settings: Mapping[str, Mapping[str, Any]],
+    split: str = "test",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    keep_scores: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Train each attacker of ``settings`` on one release (one seed) and score its test split.
+
+    ``release`` and ``real`` map ``"train"``, ``"val"`` and ``split`` to the anonymized and the
+    real images; ``data`` gives the verification pairs of each split (``pairs(split)``,
+    ``pair_groups(split)``, as :class:`DataModule`). Returns ``{attacker: score_attack(...) + fit}``,
+    with the ``(anonymized, real)`` score matrix under ``"scores"`` when ``keep_scores``.
+    """
+    train_pairs = real["train"].pair_indices(data.pairs("train"))
+    val_pairs = real["val"].pair_indices(data.pairs("val"))
+    ctx = AttackContext(release["train"], release["val"], real["val"], train_pairs, val_pairs)
+    out: dict[str, dict[str, Any]] = {}
+    for name, kwargs in settings.items():
+        attacker = build_attacker(name, device=device, progress=progress, **kwargs)
+        fit = attacker.fit(ctx, seed)
+        scores = attacker.scores(release[split].images, real[split].images)
+        result = score_attack(scores, data, real[split], split)
+        result.update(seed=seed, **fit)
+        if keep_scores:
+            result["scores"] = scores
+        logger.info("attack %s seed %d: verification AUC %.4f (pair) / %.4f (patient), mAP@R %.4f, P@1 %.4f",
+                    name, seed, result["auc_pair"], result["auc_patient"], result["map_at_r"], result["precision_at_1"])
+        out[name] = result
+    return out
+
+
+def summarise_attacks(per_attacker: Mapping[str, Sequence[Mapping[str, Any]]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Per attacker the mean / std over seeds, and the worst case (see :func:`run_attack`'s result)."""
+    by_attacker = {name: {"per_seed": list(rows), **_summarise(rows, _KEYS)} for name, rows in per_attacker.items()}
+    worst = _worst_case(by_attacker, seeds)
+    return {
+        "seeds": [int(s) for s in seeds],
+        "attackers": by_attacker,
+        "worst_case": worst,
+        **{key: worst[key] for key in _KEYS},
+        "per_seed": worst["per_seed"],
+    }
+
+
 def run_attack(
     anonymizer: AnonymizerLike,
     data: DataModule,
@@ -267,8 +318,6 @@ def run_attack(
     splits = ("train", "val", split)
     if real is None:
         real = {s: load_split_images(data, s) for s in dict.fromkeys(splits)}
-    train_pairs = real["train"].pair_indices(data.pairs("train"))
-    val_pairs = real["val"].pair_indices(data.pairs("val"))
     per_attacker: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
     release, displacement, change, utility = None, None, None, None
     for k, seed in enumerate(seeds):
@@ -281,24 +330,11 @@ def run_attack(
                 if classifier is not None:
                     utility = evaluate_utility(classifier, release[split], data, n_bootstrap=n_bootstrap, seed=seed,
                                                device=device)
-        ctx = AttackContext(release["train"], release["val"], real["val"], train_pairs, val_pairs)
-        for name, kwargs in settings.items():
-            attacker = build_attacker(name, device=device, progress=progress, **kwargs)
-            fit = attacker.fit(ctx, seed)
-            result = score_attack(attacker.scores(release[split].images, real[split].images), data, real[split], split)
-            result.update(seed=seed, **fit)
-            logger.info("attack %s seed %d: verification AUC %.4f (pair) / %.4f (patient), mAP@R %.4f, P@1 %.4f",
-                        name, seed, result["auc_pair"], result["auc_patient"], result["map_at_r"], result["precision_at_1"])
+        for name, result in attack_release(release, real, data, seed, settings, split, device, progress).items():
             per_attacker[name].append(result)
-    by_attacker = {name: {"per_seed": rows, **_summarise(rows, _KEYS)} for name, rows in per_attacker.items()}
-    worst = _worst_case(by_attacker, seeds)
     out = {
-        "seeds": seeds,
-        "attackers": by_attacker,
+        **summarise_attacks(per_attacker, seeds),
         "attacker_settings": settings,
-        "worst_case": worst,
-        **{key: worst[key] for key in _KEYS},
-        "per_seed": worst["per_seed"],
         "image_change": change,
         "displacement": displacement,
         "weighting": {

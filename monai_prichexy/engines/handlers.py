@@ -225,15 +225,16 @@ class LossHistory:
         return [merged[k] for k in sorted(merged)]
 
 
-def _record_model_sha256(metadata: Path, sha: str) -> None:
-    """Set ``model_sha256`` in a bundle's metadata.json, touching only that line when it exists."""
+def record_sha256(metadata: Path, sha: str, key: str = "model_sha256") -> None:
+    """Set ``key`` (e.g. ``model_sha256``) in a bundle's metadata.json, touching only that line when it exists."""
     text = metadata.read_text(encoding="utf-8")
-    new, count = re.subn(r'("model_sha256"\s*:\s*)(null|"[^"]*")', lambda m: m.group(1) + json.dumps(sha), text, count=1)
-    if count == 1 and json.loads(new).get("model_sha256") == sha:
+    pattern = r'("' + re.escape(key) + r'"\s*:\s*)(null|"[^"]*")'
+    new, count = re.subn(pattern, lambda m: m.group(1) + json.dumps(sha), text, count=1)
+    if count == 1 and json.loads(new).get(key) == sha:
         atomic_write_bytes(metadata, new.encode("utf-8"))
     else:
         record = json.loads(text)
-        record["model_sha256"] = sha
+        record[key] = sha
         write_json(metadata, record, indent=4)
 
 
@@ -267,5 +268,5 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
         write_json(model_path.with_suffix(".json"), {**info, **dict(meta or {})})
         metadata = model_path.parent.parent / "configs" / "metadata.json"
         if model_path.name == "model.pt" and metadata.is_file():
-            _record_model_sha256(metadata, sha256_file(model_path))
+            record_sha256(metadata, sha256_file(model_path))
     return model_path

@@ -9,7 +9,8 @@ and is left out). Per image:
   as a reference, the same for the anonymized copy against the *previous* original (another
   image), and the image-level linkage AUC between both (0.5: a copy is no more linkable to its
   original than to another image; 1: every copy is linked). Lower is more private.
-* **utility**: the classifier's 14 finding probabilities on original and copy: mean
+* **utility**: the classifier's class probabilities (its data set's: 14 ChestX-ray14 findings,
+  or normal / bacterial / viral for the shipped Kermany classifier) on original and copy: mean
   ``|p_orig - p_anon|`` and the fraction of findings whose thresholded label agrees.
 * **image change**: SSIM between the original's and the copy's view; with the generator that
   made the batch (``weights``, checked against the batch's recorded SHA-256), its displacement
@@ -28,7 +29,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,9 @@ from ..networks import AbnormalityClassifier, SiameseVerifier
 from ..weights import load_network, sha256_file
 from .atomic import atomic_write, atomic_write_bytes
 from .formats import read_image
-from .manifest import MANIFEST_NAME, SETTINGS_NAME, STATE_DIR, read_manifest
-from .naming import Pseudonymizer, sha256_stream
-from .walk import walk_files
+from .pairing import PairingError, RunPairs, check_out_dir
 
-__all__ = ["ReportError", "ReportResult", "build_report", "load_view", "network_input"]
+__all__ = ["ReportError", "ReportResult", "batch_generator", "build_report", "load_view", "network_input"]
 
 INPUT_SIZE = 256
 
@@ -90,10 +88,10 @@ def _load(path, network: str, expected_sha256, cls):
         raise ReportError(f"{network}: {err}") from None
     if not isinstance(model, cls):
         raise ReportError(f"{path}: holds a {type(model).__name__}, not a {network}")
-    return model.eval(), bool(meta.get("untrained"))
+    return model.eval(), meta
 
 
-def _batch_generator(settings: dict[str, Any], weights, weights_sha256: str | None, device: torch.device):
+def batch_generator(settings: dict[str, Any], weights, weights_sha256: str | None, device: torch.device):
     """The PriCheXy-Net that made the batch (its recorded set-up), or None with the reason."""
     from ..transforms import DeformAnonymize
     from .weights import WeightsNotFoundError, resolve_weights
@@ -121,6 +119,29 @@ def _batch_generator(settings: dict[str, Any], weights, weights_sha256: str | No
 
 
 @torch.no_grad()
+def _network_note(path: str | os.PathLike, meta: dict[str, Any]) -> str:
+    """Which network this is, in words: shipped or given, trained on which data set (or untrained)."""
+    from .weights import ATTACK_NETWORKS, bundle_root
+
+    shipped = any(Path(path).resolve() == (bundle_root() / "models" / f).resolve() for f in ATTACK_NETWORKS.values())
+    origin = f"the bundle's shipped models/{Path(path).name}" if shipped else "given on the command line"
+    if meta.get("untrained"):
+        return f"{origin}, UNTRAINED"
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    trained_on = data.get("dataset")
+    return f"{origin}, trained on {trained_on}" if trained_on else origin
+
+
+def _probabilities(classifier: AbnormalityClassifier, x: torch.Tensor) -> np.ndarray:
+    """Class probabilities as the classifier's data set defines them (softmax for Kermany, sigmoids for ChestX-ray14)."""
+    from ..labels import SCHEMAS
+
+    logits = classifier(x)
+    targets = tuple(getattr(classifier, "targets", ()))
+    schema = next((s for s in SCHEMAS.values() if tuple(s.classes) == targets), None)
+    return (torch.sigmoid(logits) if schema is None else schema.probabilities(logits))[0].cpu().numpy()
+
+
 def _image_change(x_orig: torch.Tensor, x_anon: torch.Tensor, generator) -> dict[str, Any]:
     """SSIM of the two views and, with the generator, its displacement's summary on the original (no field kept)."""
     out: dict[str, Any] = {"ssim": ssim_and_change(x_anon, x_orig)["ssim_mean"], "displacement_mean_px_256": None,
@@ -174,14 +195,6 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _check_out_dir(out_dir: Path, *folders: Path) -> None:
-    target = out_dir.resolve()
-    for folder in folders:
-        base = folder.resolve()
-        if target == base or base in target.parents:
-            raise ReportError(f"report folder {out_dir} must not be inside {folder}")
-
-
 @torch.no_grad()
 def build_report(
     originals: str | os.PathLike,
@@ -204,64 +217,35 @@ def build_report(
     bundle's, when its SHA-256 is the one the batch recorded; otherwise displacement is not measured).
     """
     originals, anonymized, out_dir = Path(originals), Path(anonymized), Path(out_dir)
-    if not originals.is_dir():
-        raise ReportError(f"originals folder {originals} does not exist")
-    manifest_path = anonymized / STATE_DIR / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise ReportError(f"{anonymized}: no {STATE_DIR}/{MANIFEST_NAME}; not an output folder of `monai-prichexy anonymize`")
-    _check_out_dir(out_dir, originals, anonymized)
+    try:
+        pairs = RunPairs(originals, anonymized, key)
+        check_out_dir(out_dir, originals, anonymized)
+    except PairingError as err:
+        raise ReportError(str(err)) from None
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    try:
-        settings = json.loads((anonymized / STATE_DIR / SETTINGS_NAME).read_text(encoding="utf-8")).get("settings", {})
-    except (OSError, ValueError):
-        settings = {}
-    if settings.get("key_fingerprint") not in (None, key.fingerprint):
-        raise ReportError("the key does not match the one used for this output folder (fingerprints differ); pass its --key-file")
-
-    index: dict[str, tuple[str, str, str]] = {}
-    for record in read_manifest(manifest_path):
-        if record.get("status") == "ok" and record.get("output"):
-            index[record["id"]] = (record.get("digest"), record["output"], record.get("kind"))
-        else:
-            index.pop(record["id"], None)
+    settings = pairs.settings
 
     device = torch.device(device)
-    v_net, v_untrained = _load(verifier, "SiameseVerifier", verifier_sha256, SiameseVerifier)
-    c_net, c_untrained = _load(classifier, "AbnormalityClassifier", classifier_sha256, AbnormalityClassifier)
+    v_net, v_meta = _load(verifier, "SiameseVerifier", verifier_sha256, SiameseVerifier)
+    c_net, c_meta = _load(classifier, "AbnormalityClassifier", classifier_sha256, AbnormalityClassifier)
     v_net, c_net = v_net.to(device), c_net.to(device)
-    generator, displacement_note = _batch_generator(settings, weights, weights_sha256, device)
-    pseudonymizer = Pseudonymizer(key)
+    generator, displacement_note = batch_generator(settings, weights, weights_sha256, device)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows: list[dict[str, Any]] = []  # small per-image numbers only
-    counts = defaultdict(int)
+    counts = pairs.counts
     previous_original: torch.Tensor | None = None
-    total = sum(1 for e in walk_files(originals) if e.kind == "file")
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="image", desc="report", disable=not progress, dynamic_ncols=True)
-    for entry in walk_files(originals):
-        if entry.kind != "file":
-            continue
-        bar.update(1)
-        fid = pseudonymizer.file_id(entry.rel)
-        hit = index.get(fid)
-        if hit is None:
-            counts["not anonymized (failed, skipped or not processed)"] += 1
-            continue
-        digest, output, kind = hit
-        with open(entry.path, "rb") as handle:
-            if pseudonymizer.content_digest(sha256_stream(handle)) != digest:
-                counts["original changed since anonymization (left out)"] += 1
-                continue
-        anon_path = anonymized / output
-        if not anon_path.is_file():
-            counts["anonymized file missing (left out)"] += 1
-            continue
+    bar = tqdm(total=pairs.n_files(), unit="image", desc="report", disable=not progress, dynamic_ncols=True)
+    for pair in pairs:
+        bar.n = sum(counts.values()) + 1
+        bar.refresh()
+        kind, output = pair.kind, pair.output
         try:
-            x_orig = network_input(load_view(entry.path, kind)).to(device)
-            x_anon = network_input(load_view(anon_path, kind)).to(device)
+            x_orig = network_input(load_view(pair.original, kind)).to(device)
+            x_anon = network_input(load_view(pair.anonymized, kind)).to(device)
         except ValueError as err:
             counts[f"unreadable ({type(err).__name__})"] += 1
             continue
@@ -272,8 +256,7 @@ def build_report(
             p_ref = float(torch.sigmoid(v_net.score_embeddings(previous_original, e_anon)).item())
         previous_original = e_orig
         change = _image_change(x_orig, x_anon, generator)
-        prob_orig = torch.sigmoid(c_net(x_orig))[0].cpu().numpy()
-        prob_anon = torch.sigmoid(c_net(x_anon))[0].cpu().numpy()
+        prob_orig, prob_anon = _probabilities(c_net, x_orig), _probabilities(c_net, x_anon)
         agree = (prob_orig >= threshold) == (prob_anon >= threshold)
         rows.append(
             {
@@ -301,14 +284,16 @@ def build_report(
         "anonymization": {k: settings.get(k) for k in ("mu", "smoothing", "working_size", "weights_sha256", "dates", "method")},
         "verifier_sha256": sha256_file(verifier),
         "classifier_sha256": sha256_file(classifier),
+        "networks": {name: _network_note(path, meta) for name, path, meta in
+                     (("verifier", verifier, v_meta), ("classifier", classifier, c_meta))},
         "threshold": threshold,
         "counts": dict(counts),
         "groups": {},
         "warnings": [],
         "displacement_note": displacement_note,
     }
-    for name, untrained in (("verifier", v_untrained), ("classifier", c_untrained)):
-        if untrained:
+    for name, meta in (("verifier", v_meta), ("classifier", c_meta)):
+        if meta.get("untrained"):
             summary["warnings"].append(f"the {name} is UNTRAINED (demo weights): its numbers mean nothing")
     for name, group in groups.items():
         same = [r["p_same_patient"] for r in group]
@@ -342,14 +327,14 @@ def build_report(
         handle.write(text.getvalue().encode("utf-8"))
 
     atomic_write(table, write_csv)
-    figure = _figure(out_dir / "histograms.png", rows)
+    figure = _figure(out_dir / "histograms.png", rows, summary["warnings"])
     atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     markdown = out_dir / "report.md"
     atomic_write_bytes(markdown, _markdown(summary).encode("utf-8"))
     return ReportResult(markdown=markdown, figure=figure, table=table, summary=summary)
 
 
-def _figure(path: Path, rows: list[dict[str, Any]]) -> Path:
+def _figure(path: Path, rows: list[dict[str, Any]], warnings: list[str] | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -366,10 +351,12 @@ def _figure(path: Path, rows: list[dict[str, Any]]) -> Path:
     axes[0].set_xlabel("verifier same-patient probability")
     axes[0].set_ylabel("images")
     axes[0].set_title("Privacy (lower is better)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="best")
     axes[1].hist(diff, bins=20, color="tab:green", alpha=0.8)
-    axes[1].set_xlabel("classifier mean |p_orig - p_anon| (14 findings)")
+    axes[1].set_xlabel("classifier mean |p_orig - p_anon| (over its classes)")
     axes[1].set_title("Utility (lower is better)")
+    if warnings:
+        fig.suptitle("WARNING: " + "; ".join(warnings), color="tab:red", fontsize=9)
     fig.tight_layout()
 
     def save(handle) -> None:
@@ -389,6 +376,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"generator weights SHA-256 `{(a.get('weights_sha256') or 'unknown')[:16]}…`, DICOM dates {a.get('dates')}.",
         f"Verifier SHA-256 `{summary['verifier_sha256'][:16]}…`, classifier SHA-256 `{summary['classifier_sha256'][:16]}…`, "
         f"label threshold {summary['threshold']}.",
+        f"Networks: verifier {summary['networks']['verifier']}; classifier {summary['networks']['classifier']}.",
         "",
         "## Images",
         "",
@@ -419,7 +407,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
         "## Utility: does the classifier still see the same findings?",
         "",
-        "| set | n | mean abs prob. diff | p90 | label agreement | all 14 labels agree |",
+        "| set | n | mean abs prob. diff | p90 | label agreement | all labels agree |",
         "|---|---|---|---|---|---|",
     ]
     for name, g in summary["groups"].items():

@@ -24,6 +24,8 @@ __all__ = [
     "default_weights_path",
     "sha256_from_metadata",
     "resolve_weights",
+    "ATTACK_NETWORKS",
+    "shipped_network",
 ]
 
 TRAIN_HINT = (
@@ -109,6 +111,25 @@ def resolve_weights(weights: str | os.PathLike | None = None, sha256: str | None
         metadata = path.resolve().parent.parent / "configs" / "metadata.json"
         expected = sha256_from_metadata(metadata, path.name)
     return path, expected
+
+
+#: the trained networks that ship beside the generator (``scripts/train_attack_networks.py``)
+ATTACK_NETWORKS: dict[str, str] = {"verifier": "verifier.pt", "metric": "metric.pt", "classifier": "classifier.pt"}
+
+
+def shipped_network(name: str) -> tuple[Path, str | None]:
+    """``(path, expected SHA-256)`` of one of :data:`ATTACK_NETWORKS` in the bundle.
+
+    Raises:
+        WeightsNotFoundError: the bundle does not hold it.
+    """
+    if name not in ATTACK_NETWORKS:
+        raise ValueError(f"unknown shipped network {name!r}; expected one of {sorted(ATTACK_NETWORKS)}")
+    path = bundle_root() / "models" / ATTACK_NETWORKS[name]
+    if not path.is_file():
+        raise WeightsNotFoundError(f"no shipped {name}: {path} does not exist; train it with "
+                                   "`python scripts/train_attack_networks.py` or pass its checkpoint")
+    return path, sha256_from_metadata(bundle_root() / "configs" / "metadata.json", path.name)
 
 
 def measured_statement(weights: str | os.PathLike) -> str:
