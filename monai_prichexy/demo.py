@@ -3,7 +3,9 @@
 Creates ``OUT_DIR/input/`` with DICOM radiographs whose headers (and folder names) are full of
 made-up PHI -- MONOCHROME2 and MONOCHROME1, 12-bit, uncompressed and RLE Lossless -- and two
 PNGs (8- and 16-bit); then runs ``anonymize`` into ``OUT_DIR/anonymized/`` and ``report`` into
-``OUT_DIR/report/`` and prints where everything is and the equivalent commands.
+``OUT_DIR/report/`` and ``audit`` into ``OUT_DIR/audit/`` (with the shipped attack networks: the
+demo has too few patients to train fresh ones) and prints where everything is and the equivalent
+commands.
 
 Without trained weights (``bundle/models/model.pt`` missing and no ``--weights``), small
 *untrained* networks are written to ``OUT_DIR/models/``: the pipeline runs, but such outputs
@@ -109,7 +111,8 @@ def make_demo_input(folder: str | os.PathLike, size: int = 512) -> Path:
     return folder
 
 
-def _demo_networks(models: Path, want_generator: bool) -> tuple[Path | None, Path, Path]:
+def _demo_networks(models: Path, want_generator: bool) -> tuple[Path | None, Path | None, Path | None]:
+    """Untrained stand-ins for what the bundle does not ship (None: the shipped network is used)."""
     import torch
 
     from .networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, SiameseVerifier
@@ -118,18 +121,16 @@ def _demo_networks(models: Path, want_generator: bool) -> tuple[Path | None, Pat
 
     torch.manual_seed(0)
     bundle_models = bundle_root() / "models"
-    generator = None
+    generator = verifier = classifier = None
     if want_generator:
         generator = models / "demo_generator_UNTRAINED.pt"
         if not generator.exists():
             save_checkpoint(generator, PriCheXyNet(FlowFieldGenerator(init_features=8), mu=0.01), {"untrained": True})
-    verifier = bundle_models / "verifier.pt"
-    if not verifier.is_file():
+    if not (bundle_models / "verifier.pt").is_file():
         verifier = models / "demo_verifier_UNTRAINED.pt"
         if not verifier.exists():
             save_checkpoint(verifier, SiameseVerifier("resnet10", widen_factor=0.25), {"untrained": True})
-    classifier = bundle_models / "classifier.pt"
-    if not classifier.is_file():
+    if not (bundle_models / "classifier.pt").is_file():
         classifier = models / "demo_classifier_UNTRAINED.pt"
         if not classifier.exists():
             save_checkpoint(classifier, AbnormalityClassifier(), {"untrained": True})
@@ -145,6 +146,7 @@ def run_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: in
     input_dir = out_dir / "input"
     anonymized = out_dir / "anonymized"
     report = out_dir / "report"
+    audit = out_dir / "audit"
     key_file = out_dir / "demo.prichexy-key"
     models = out_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -163,17 +165,19 @@ def run_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: in
     anonymize_cmd = ["anonymize", str(input_dir), str(anonymized), "--key-file", str(key_file), "--workers", str(workers)]
     if weights:
         anonymize_cmd += ["--weights", str(weights)]
-    report_cmd = [
-        "report", str(input_dir), str(anonymized), "--key-file", str(key_file),
-        "--verifier", str(verifier), "--classifier", str(classifier), "--out", str(report),
-    ]
+    report_cmd = ["report", str(input_dir), str(anonymized), "--key-file", str(key_file), "--out", str(report)]
+    for flag, stand_in in (("--verifier", verifier), ("--classifier", classifier)):
+        if stand_in is not None:
+            report_cmd += [flag, str(stand_in)]
+    audit_cmd = ["audit", str(input_dir), str(anonymized), "--key-file", str(key_file), "--out", str(audit)]
     print(f"demo input: {input_dir}", file=err)
-    print("commands:\n  monai-prichexy " + " ".join(anonymize_cmd) + "\n  monai-prichexy " + " ".join(report_cmd), file=err)
+    print("commands:\n" + "".join(f"  monai-prichexy {' '.join(c)}\n" for c in (anonymize_cmd, report_cmd, audit_cmd)), file=err)
     if not run:
         return 0
     status = cli_main(anonymize_cmd)
     if status not in (0, 1):
         return status
     report_status = cli_main(report_cmd + ["--no-progress"])
-    print(f"\nanonymized copies: {anonymized}\nreport: {report / 'report.md'}", file=err)
-    return status or report_status
+    audit_status = cli_main(audit_cmd + ["--no-progress"])  # 1 = not protective: the demo's finding, not its failure
+    print(f"\nanonymized copies: {anonymized}\nreport: {report / 'report.md'}\naudit: {audit / 'audit.md'}", file=err)
+    return status or report_status or (audit_status if audit_status not in (0, 1) else 0)

@@ -117,6 +117,30 @@ def test_generator_from_checkpoint_path_takes_its_mu(tmp_path, tiny):
     assert np.allclose(t(img), DeformAnonymize(PriCheXyNet(tiny.generator, mu=0.005, working_size=32))(img))
 
 
+def test_checkpoint_budget_bounds_the_displacement_through_the_transform(tmp_path):
+    """The displacement budget travels with the weights: DeformAnonymize applies the bound they were measured with.
+
+    mu = 1 / 127.5 lets each axis reach 1 px at 256, so vectors reach sqrt(2) px without the bound;
+    the checkpoint's 1-px budget must keep every vector at or below 1 px at any image size.
+    """
+    torch.manual_seed(0)
+    generator = FlowFieldGenerator(init_features=2)
+    with torch.no_grad():  # saturate the tanh: flow ~ (1, 1) everywhere
+        generator.head.weight.zero_()
+        generator.head.bias.fill_(5.0)
+    net = PriCheXyNet(generator, mu=1 / 127.5, smoothing="displacement", working_size=32, budget_px=1.0)
+    path = save_checkpoint(tmp_path / "g.pt", net)
+    transform = DeformAnonymize(path)
+    assert transform.network.budget_px == pytest.approx(1.0)
+    unbounded = PriCheXyNet(generator, mu=1 / 127.5, smoothing="displacement", working_size=32)
+    for side in (64, 256, 300):
+        x = torch.rand(2, 1, side, side)
+        length = transform.network.displacement(x).pow(2).sum(1).sqrt() * 127.5
+        assert float(length.max()) <= 1.0 + 1e-4
+        free = unbounded.displacement(x).pow(2).sum(1).sqrt() * 127.5
+        assert float(free.max()) > 1.05  # the bound is what keeps it: without it the vectors are longer
+
+
 def test_bad_arguments_and_inputs(tiny):
     from monai_prichexy.weights import MissingSetupError, WeightsError
 

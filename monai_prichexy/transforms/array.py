@@ -83,7 +83,8 @@ class DeformAnonymize(Transform):
         mu: deformation strength; None takes it from the checkpoint or PriCheXyNet.
         smoothing: ``"grid"`` (paper), ``"displacement"`` or ``"none"``; None = checkpoint's or "grid".
         working_size: resolution the generator sees; None = the checkpoint's or PriCheXyNet's,
-            else 256 (the paper's).
+            else 256 (the paper's). The displacement budget (``budget_px``) always comes with
+            the checkpoint (or the PriCheXyNet): weights are measured with their bound.
         device: torch device for the network (default: CPU).
         expected_sha256: checked before a checkpoint file is loaded.
         strip_meta: drop PHI-carrying meta keys and earlier operations from MetaTensors.
@@ -147,7 +148,8 @@ class DeformAnonymize(Transform):
             warnings.warn(f"generator is a {type(generator).__name__}, not a FlowFieldGenerator", stacklevel=3)
         if working_size is None:
             working_size = meta.get("working_size", 256)
-        return PriCheXyNet(generator, mu=mu, smoothing=smoothing or meta.get("smoothing", "grid"), working_size=working_size)
+        return PriCheXyNet(generator, mu=mu, smoothing=smoothing or meta.get("smoothing", "grid"), working_size=working_size,
+                           budget_px=meta.get("budget_px"))
 
     @staticmethod
     def _warn_if_risky(mu: float) -> None:
