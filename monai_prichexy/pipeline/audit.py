@@ -552,14 +552,16 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"with two or more images); images at {summary['image_size']} px; attackers: {summary['attackers']}; "
         f"seeds {summary['seeds']}; split (images) {summary['split_images']}.",
         "",
-        "| condition | worst-case AUC [95 % CI] | attacker | P@1 [95 % CI] | copy linked to its own original (P@1) |",
-        "|---|---|---|---|---|",
+        "| condition | worst-case AUC [95 % CI] (attacker) | worst-case P@1 [95 % CI] (attacker) | copy linked to its own "
+        "original (P@1) |",
+        "|---|---|---|---|",
     ]
     labels = {"release": "this release", "unaltered": "unaltered originals", "random_warp": "random warp, same displacement"}
     for name, result in summary["conditions"].items():
         w = result["worst_case"]
-        lines.append(f"| {labels.get(name, name)} | {_pct(w['auc_pair'])}{_ci(w['auc_pair_ci'])} | {w['attacker']} | "
-                     f"{_pct(w['precision_at_1'])}{_ci(w['precision_at_1_ci'])} | {_pct(w['source_linkage_p_at_1'])} |")
+        p1_by = f" ({w['precision_at_1_attacker']})" if w.get("precision_at_1_attacker") else ""
+        lines.append(f"| {labels.get(name, name)} | {_pct(w['auc_pair'])}{_ci(w['auc_pair_ci'])} ({w['attacker']}) | "
+                     f"{_pct(w['precision_at_1'])}{_ci(w['precision_at_1_ci'])}{p1_by} | {_pct(w['source_linkage_p_at_1'])} |")
     lines += ["", "AUC: verification of (anonymized image, another original of a patient) pairs, 50 % = chance; P@1: "
               "an anonymized image's best match among the test originals (its own original excluded) is the same "
               "patient; CIs: bootstrap over test patients. The last column is what an attacker holding the very "
