@@ -14,6 +14,7 @@ before anything is unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -27,6 +28,7 @@ from torch import nn
 from .atomic import atomic_write
 from .networks import (
     AbnormalityClassifier,
+    DeformationSetup,
     EmbeddingNet,
     FlowFieldGenerator,
     PriCheXyNet,
@@ -49,6 +51,7 @@ __all__ = [
     "load_network",
     "load_generator",
     "load_into_prichexynet",
+    "load_prichexynet",
 ]
 
 CHECKPOINT_FORMAT = "monai_prichexy/1"
@@ -239,6 +242,66 @@ def load_generator(
     return model, _generator_state(checkpoint)[1]
 
 
+def _sidecar_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The set-up in the JSON beside a checkpoint (the bundle's ``model.json`` or a stage summary), if any."""
+    import json
+
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    meta = info.get("meta", {}) if isinstance(info.get("meta"), dict) else {}
+    return {k: v for k, v in {**meta, **info}.items() if k in ("mu", "smoothing", "working_size", "budget_px")}
+
+
+def _generator_and_setup(path: str | os.PathLike, expected_sha256: str | None) -> tuple[FlowFieldGenerator, dict[str, Any]]:
+    """The generator's weights and the set-up recorded for them (state dict / checkpoint meta over the JSON beside)."""
+    generator, meta = load_generator(path, expected_sha256=expected_sha256)
+    return generator, {**_sidecar_meta(path), **meta}
+
+
+def load_prichexynet(
+    path: str | os.PathLike,
+    expected_sha256: str | None = None,
+    *,
+    mu: float | None = None,
+    smoothing: str | None = None,
+    working_size: int | tuple[int, int] | None = None,
+    budget_px: float | None = None,
+    default_working_size: int | None = 256,
+) -> PriCheXyNet:
+    """The one loader of a PriCheXy-Net: weights, checksum, and the set-up they were trained for.
+
+    The set-up (:class:`~monai_prichexy.networks.DeformationSetup`) is the file's own (its state
+    dict's buffers or checkpoint meta, else the JSON beside it); each override that is not None
+    replaces one field. Every entry point (``DeformAnonymize``, the CLI, Deploy, the benchmark's
+    anonymizers, the bundle's ``initialize``) loads generator weights through here, so the same
+    file deforms the same way whatever door it enters by.
+
+    Raises:
+        MissingSetupError: neither the file nor the caller says which mu the generator was trained for.
+        ChecksumMismatchError, UnsafeCheckpointError: see :func:`load_checkpoint`.
+        ValueError: weights that do not fit, or an invalid set-up.
+    """
+    generator, meta = _generator_and_setup(path, expected_sha256)
+    if meta.get("working_size") is None and working_size is None:
+        meta["working_size"] = default_working_size
+    try:
+        setup = DeformationSetup.from_meta(meta, mu=mu, smoothing=smoothing, working_size=working_size,
+                                           budget_px=budget_px)
+    except KeyError:
+        raise MissingSetupError(f"{path}: mu is not recorded with the weights; give mu (which deformation strength "
+                                "the generator was trained for)") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return PriCheXyNet.from_setup(generator, setup)
+
+
 def load_into_prichexynet(
     network: PriCheXyNet, path: str | os.PathLike, expected_sha256: str | None = None
 ) -> PriCheXyNet:
@@ -247,17 +310,14 @@ def load_into_prichexynet(
     Used by the bundle's ``initialize``: ``models/model.pt`` may be a PriCheXyNet state dict
     (``generator.*`` and ``mu_value``), a bare generator state dict, or our checkpoint.
     """
-    generator, meta = load_generator(path, expected_sha256=expected_sha256)
+    generator, meta = _generator_and_setup(path, expected_sha256)
     try:
         network.generator.load_state_dict(generator.state_dict(), strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not fit the bundle's network_def: {str(err).splitlines()[0]}") from None
-    if "mu" in meta:
-        network.mu = meta["mu"]
-    if "smoothing" in meta:
-        network.smoothing = meta["smoothing"]
-    if "working_size" in meta:
-        network.working_size = meta["working_size"]
-    if "budget_px" in meta:
-        network.budget_px = meta["budget_px"]
+    recorded = {f.name: meta[f.name] for f in dataclasses.fields(DeformationSetup) if f.name in meta}
+    try:
+        network.setup = dataclasses.replace(network.setup, **recorded)  # what the file says wins; validated
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return network

@@ -107,3 +107,58 @@ def test_missing_and_garbage_files_give_clear_errors(tmp_path):
     torch.save(SiameseVerifier(backbone="resnet10", widen_factor=0.25).state_dict(), tmp_path / "v.pt")
     with pytest.raises(ValueError, match="v.pt"):
         load_generator(tmp_path / "v.pt")
+
+
+# ---------------------------------------------------------------------------- one set-up, one loader
+def test_deformation_setup_validates_once_and_takes_overrides():
+    from monai_prichexy.networks import DeformationSetup
+
+    setup = DeformationSetup.from_meta({"mu": 0.01, "smoothing": "displacement", "working_size": [64, 64],
+                                        "budget_px": 1.0, "other": 1}, smoothing=None, budget_px=0.5)
+    assert setup == DeformationSetup(0.01, "displacement", (64, 64), 0.5)
+    assert setup.with_overrides(mu=0.02, working_size=None).mu == 0.02 and setup.working_size == (64, 64)
+    for bad in ({"mu": 1.5}, {"mu": 0.01, "smoothing": "gauss"}, {"mu": 0.01, "working_size": 60},
+                {"mu": 0.01, "budget_px": 0.0}):
+        with pytest.raises(ValueError):
+            DeformationSetup(**bad)
+    with pytest.raises(KeyError):
+        DeformationSetup.from_meta({"smoothing": "grid"})
+    with pytest.raises(TypeError, match="unknown set-up"):
+        DeformationSetup.from_meta({"mu": 0.01}, sigma=2)
+
+
+def test_every_door_gives_the_shipped_weights_the_same_set_up():
+    """DeformAnonymize (CLI, Deploy, report), the benchmark's anonymizers and the bundle's initialize agree."""
+    from monai_prichexy.engines.anonymizers import build_anonymizer
+    from monai_prichexy.networks import PriCheXyNet
+    from monai_prichexy.pipeline.weights import resolve_weights
+    from monai_prichexy.transforms import DeformAnonymize
+    from monai_prichexy.weights import load_into_prichexynet, load_prichexynet
+
+    path, sha = resolve_weights()
+    setups = {
+        "loader": load_prichexynet(path, sha).setup,
+        "transform": DeformAnonymize(path, expected_sha256=sha).network.setup,
+        "benchmark": build_anonymizer("prichexy", checkpoint=path).setup,
+        "bundle": load_into_prichexynet(PriCheXyNet(init_features=8, working_size=64), path, sha).setup,
+    }
+    assert len(set(setups.values())) == 1, setups
+    assert setups["loader"].budget_px == pytest.approx(0.5) and setups["loader"].working_size == (64, 64)
+
+
+def test_the_loader_says_when_mu_is_unknown_and_applies_overrides(tmp_path):
+    from monai_prichexy.networks import FlowFieldGenerator, PriCheXyNet
+    from monai_prichexy.weights import MissingSetupError, load_prichexynet
+
+    bare = tmp_path / "bare.pt"
+    torch.save(FlowFieldGenerator(init_features=2).state_dict(), bare)
+    with pytest.raises(MissingSetupError, match="mu is not recorded"):
+        load_prichexynet(bare)
+    net = load_prichexynet(bare, mu=0.02)
+    assert (net.mu, net.smoothing, net.working_size, net.budget_px) == (0.02, "grid", (256, 256), None)
+    full = save_checkpoint(tmp_path / "g.pt", PriCheXyNet(FlowFieldGenerator(init_features=2), mu=0.01,
+                                                          smoothing="displacement", working_size=32, budget_px=1.0))
+    net = load_prichexynet(full, working_size=64)
+    assert (net.mu, net.smoothing, net.working_size, net.budget_px) == (0.01, "displacement", (64, 64), 1.0)
+    with pytest.raises(ValueError, match="mu must be in"):
+        load_prichexynet(full, mu=2.0)

@@ -30,7 +30,7 @@ from torch import nn
 from ..networks import PriCheXyNet, PrivacyNetEncoder
 from ..networks.deformation import SMOOTHING_MODES, frame_width_px, identity_grid, sampling_grid, warp
 from ..transforms import DPPix
-from ..weights import load_generator, load_network
+from ..weights import load_network, load_prichexynet
 from .utils import plain, unwrap
 
 __all__ = [
@@ -209,22 +209,6 @@ class DPPixAnonymizer(nn.Module):
         return torch.stack(out).to(x.device, x.dtype)
 
 
-def _sidecar_meta(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """Meta from the JSON beside a checkpoint (bundle ``model.json`` or a stage summary), if any."""
-    import json
-    from pathlib import Path
-
-    path = Path(checkpoint).with_suffix(".json")
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    meta = info.get("meta", {}) if isinstance(info.get("meta"), dict) else {}
-    return {k: v for k, v in {**meta, **info}.items() if k in ("mu", "smoothing", "working_size", "budget_px")}
-
-
 def build_anonymizer(
     kind: str = "none",
     checkpoint: str | os.PathLike | None = None,
@@ -263,15 +247,8 @@ def build_anonymizer(
     elif kind == "prichexy":
         if checkpoint is None:
             raise ValueError("kind='prichexy' needs a generator checkpoint")
-        generator, meta = load_generator(checkpoint)
-        meta = {**_sidecar_meta(checkpoint), **meta}
-        mu = meta.get("mu") if mu is None else mu
-        if mu is None:
-            raise ValueError(f"{checkpoint}: mu is not in the checkpoint meta; give mu")
-        size = working_size if working_size is not None else meta.get("working_size")
-        budget = budget_px if budget_px is not None else meta.get("budget_px")
-        net = PriCheXyNet(generator, mu=float(mu), smoothing=smoothing or meta.get("smoothing", "grid"), working_size=size,
-                          budget_px=budget)
+        net = load_prichexynet(checkpoint, mu=mu, smoothing=smoothing, working_size=working_size, budget_px=budget_px,
+                               default_working_size=None)
     elif kind == "privacy_net":
         if checkpoint is None:
             raise ValueError("kind='privacy_net' needs a checkpoint")

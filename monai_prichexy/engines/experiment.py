@@ -21,7 +21,7 @@ import torch
 
 from ..networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, PrivacyNetEncoder, SiameseVerifier
 from ..networks.deformation import px_to_normalised
-from ..weights import load_generator, load_network
+from ..weights import load_network, load_prichexynet
 from ..metrics.displacement import DisplacementAccumulator
 from .adversarial import create_adversarial_stage
 from .attack import evaluate_anonymizer
@@ -304,9 +304,8 @@ class Experiment:
         if mu is None:
             net, _ = load_network(path, network="PrivacyNetEncoder")
             return net
-        generator, _ = load_generator(path)
-        return PriCheXyNet(generator, mu=float(mu), smoothing=smoothing or self.networks["smoothing"],
-                           working_size=self.networks["working_size"], budget_px=budget_px)
+        return load_prichexynet(path, mu=float(mu), smoothing=smoothing or self.networks["smoothing"],
+                                working_size=self.networks["working_size"], budget_px=budget_px, default_working_size=None)
 
     def adversarial(self, mu: float | None) -> Path:
         """Stage 4 (after stages 1-3) for PriCheXy-Net (``mu``) or Privacy-Net (``None``)."""

@@ -1,6 +1,6 @@
 """Networks of PriCheXy-Net (Packhäuser et al., MICCAI 2023) and its Privacy-Net baseline."""
 
-from .anonymizer import PriCheXyNet
+from .anonymizer import DeformationSetup, PriCheXyNet
 from .classifier import CXR14_LABELS, AbnormalityClassifier
 from .deformation import (
     SMOOTHING_MODES,
@@ -20,6 +20,7 @@ __all__ = [
     "AbnormalityClassifier",
     "BACKBONES",
     "CXR14_LABELS",
+    "DeformationSetup",
     "EmbeddingNet",
     "FlowFieldGenerator",
     "PriCheXyNet",

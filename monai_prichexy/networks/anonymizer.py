@@ -12,7 +12,9 @@ older files without it load with).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,7 @@ from .deformation import (
 )
 from .generator import FlowFieldGenerator
 
-__all__ = ["PriCheXyNet"]
+__all__ = ["DeformationSetup", "PriCheXyNet"]
 
 
 def _parse_size(working_size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -39,6 +41,59 @@ def _parse_size(working_size: int | Sequence[int] | None) -> tuple[int, int] | N
     if len(size) != 2 or any(s < 16 or s % 16 for s in size):
         raise ValueError(f"working_size must be None or positive multiples of 16, got {working_size!r}")
     return (int(size[0]), int(size[1]))
+
+
+@dataclass(frozen=True)
+class DeformationSetup:
+    """What a PriCheXy-Net deformation is besides the generator's weights, validated once.
+
+    Attributes:
+        mu: deformation strength, a fraction of the image side (the paper: 0.001 / 0.005 / 0.01).
+        smoothing: ``"grid"`` (the paper), ``"displacement"`` or ``"none"``.
+        working_size: (H, W) the generator sees, or None for the input's size.
+        budget_px: bound on every displacement vector's length in px at 256 x 256, or None.
+
+    :class:`PriCheXyNet` carries it (``network.setup``) in its state dict's buffers, so the
+    set-up travels with the weights; :func:`monai_prichexy.weights.load_prichexynet` is the one
+    loader that reads it back for every entry point.
+    """
+
+    mu: float
+    smoothing: str = "grid"
+    working_size: tuple[int, int] | None = 256  # type: ignore[assignment]
+    budget_px: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= float(self.mu) <= 1:
+            raise ValueError(f"mu must be in [0, 1], got {self.mu}")
+        object.__setattr__(self, "mu", float(self.mu))
+        object.__setattr__(self, "smoothing", _check_mode(self.smoothing))
+        object.__setattr__(self, "working_size", _parse_size(self.working_size))
+        if self.budget_px is not None:
+            if not float(self.budget_px) > 0:
+                raise ValueError(f"budget_px must be > 0 or None, got {self.budget_px}")
+            object.__setattr__(self, "budget_px", float(self.budget_px))
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], **overrides: Any) -> DeformationSetup:
+        """From a checkpoint's meta (``mu``, ``smoothing``, ``working_size``, ``budget_px``); overrides that are not None win.
+
+        Raises:
+            KeyError: no ``mu`` in the meta and none given.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown set-up field(s) {unknown}; expected some of {sorted(names)}")
+        values = {k: meta[k] for k in names if k in meta}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("mu") is None:
+            raise KeyError("mu")
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> DeformationSetup:
+        """A copy with the overrides that are not None."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 class PriCheXyNet(nn.Module):
@@ -81,6 +136,22 @@ class PriCheXyNet(nn.Module):
         # files written before the budget existed have no ``budget_px_value``: they had no budget
         state_dict.setdefault(prefix + "budget_px_value", torch.tensor(0.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @classmethod
+    def from_setup(cls, generator: nn.Module, setup: DeformationSetup) -> PriCheXyNet:
+        """A PriCheXy-Net of ``generator`` with a validated :class:`DeformationSetup`."""
+        return cls(generator, mu=setup.mu, smoothing=setup.smoothing, working_size=setup.working_size,
+                   budget_px=setup.budget_px)
+
+    @property
+    def setup(self) -> DeformationSetup:
+        """The deformation's set-up (mu, smoothing, working size, budget) as one validated object."""
+        return DeformationSetup(self.mu, self.smoothing, self.working_size, self.budget_px)
+
+    @setup.setter
+    def setup(self, value: DeformationSetup) -> None:
+        self.mu, self.smoothing, self.working_size, self.budget_px = (value.mu, value.smoothing, value.working_size,
+                                                                      value.budget_px)
 
     @property
     def budget_px(self) -> float | None:

@@ -15,9 +15,9 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends
 from torch import nn
 
-from ..networks import FlowFieldGenerator, PriCheXyNet, sampling_grid, warp
+from ..networks import DeformationSetup, FlowFieldGenerator, PriCheXyNet, sampling_grid, warp
 from ..networks.deformation import SMOOTHING_MODES
-from ..weights import MissingSetupError, load_generator
+from ..weights import MissingSetupError, load_prichexynet
 from .meta import strip_phi_meta
 
 __all__ = ["DeformAnonymize", "DPPix", "check_radiograph_array"]
@@ -135,21 +135,16 @@ class DeformAnonymize(Transform):
             if working_size is not None:
                 generator.working_size = working_size
             return generator
-        meta: dict = {}
         if isinstance(generator, (str, os.PathLike)):
-            generator, meta = load_generator(generator, expected_sha256=expected_sha256)
+            return load_prichexynet(generator, expected_sha256, mu=mu, smoothing=smoothing, working_size=working_size)
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a PriCheXyNet, a FlowFieldGenerator or a path, got {type(generator).__name__}")
-        if mu is None:
-            mu = meta.get("mu")
         if mu is None:
             raise MissingSetupError("mu is required: the generator does not say which deformation strength it was trained for")
         if not isinstance(generator, FlowFieldGenerator):
             warnings.warn(f"generator is a {type(generator).__name__}, not a FlowFieldGenerator", stacklevel=3)
-        if working_size is None:
-            working_size = meta.get("working_size", 256)
-        return PriCheXyNet(generator, mu=mu, smoothing=smoothing or meta.get("smoothing", "grid"), working_size=working_size,
-                           budget_px=meta.get("budget_px"))
+        setup = DeformationSetup(mu, smoothing or "grid", 256 if working_size is None else working_size)
+        return PriCheXyNet.from_setup(generator, setup)
 
     @staticmethod
     def _warn_if_risky(mu: float) -> None:
