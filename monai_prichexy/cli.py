@@ -296,6 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NUMBER_RULES = (  # dest, valid, message: every numeric option's range (argparse checks the type)
+    ("workers", lambda v: v >= 1, "--workers must be >= 1"),
+    ("jpeg_quality", lambda v: 1 <= v <= 100, "--jpeg-quality must be in 1..100"),
+    ("mu", lambda v: 0 <= v <= 1, "--mu must be in [0, 1]"),
+    ("working_size", lambda v: v >= 16 and v % 16 == 0, "--working-size must be a positive multiple of 16"),
+    ("threshold", lambda v: 0 < v < 1, "--threshold must be in (0, 1)"),
+)
+
+
+def _bad_number(args) -> str | None:
+    for dest, valid, message in _NUMBER_RULES:
+        value = getattr(args, dest, None)
+        if value is not None and not valid(value):
+            return f"{message}, got {value}"
+    return None
+
+
 def _sigterm(signum, frame):  # pragma: no cover - exercised by the resume test through SIGTERM-less SIGKILL
     raise KeyboardInterrupt
 
@@ -306,10 +323,11 @@ def main(argv=None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    bad = _bad_number(args)  # before torch / MONAI is imported: a typo fails at once
+    if bad:
+        parser.error(bad)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.simplefilter("ignore" if getattr(args, "quiet", False) else "default", UserWarning)  # -q: summary only
-    if getattr(args, "workers", 1) < 1:
-        parser.error("--workers must be >= 1")
     try:
         signal.signal(signal.SIGTERM, _sigterm)
     except ValueError:  # not in the main thread
