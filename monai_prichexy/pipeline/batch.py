@@ -201,8 +201,8 @@ class _Runner:
         except UnsupportedImageError as err:
             record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir, self.out_dir))
         except Exception as err:  # never let one file stop the batch
-            logger.debug("file %s failed", fid, exc_info=True)
             record.update(status="failed", reason=_scrub(f"{type(err).__name__}: {err}", entry, self.in_dir, self.out_dir))
+            logger.debug("file %s failed: %s", fid, record["reason"])  # no traceback: it would quote the input path
         record["seconds"] = round(time.perf_counter() - start, 3)
         return record
 
