@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path, PurePosixPath
 
 from . import __version__
-from .logsafe import capture_warnings, install as install_phi_filter
+from .logsafe import capture_warnings, install as install_phi_filter, install_excepthook
 
 __all__ = ["main", "build_parser", "default_key_path"]
 
@@ -376,6 +376,7 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore" if getattr(args, "quiet", False) else "default", UserWarning)  # -q: summary only
     capture_warnings()  # warnings go through logging and its PHI filter too
     install_phi_filter()
+    install_excepthook()  # a crash's traceback: library messages withheld
     try:
         signal.signal(signal.SIGTERM, _sigterm)
     except ValueError:  # not in the main thread

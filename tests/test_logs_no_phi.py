@@ -188,3 +188,21 @@ def test_bundle_run_logs_no_phi(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "UnidentifiedImageError: message " + logsafe.WITHHELD in log, log[-3000:]
     assert not leaks(log), (leaks(log), log)
+
+
+def test_crash_traceback_withholds_library_messages_keeps_ours():
+    def library_code():  # stands in for a library: raised outside the package
+        raise FileNotFoundError(f"/archive/{PHI_FOLDER}/x.dcm")
+
+    try:
+        try:
+            library_code()
+        except FileNotFoundError as err:
+            from monai_prichexy.pipeline.batch import check_in_out
+
+            check_in_out("/no/such/input/folder", "/tmp/out")  # ours: raises ValueError from the package
+    except ValueError as err:
+        text = logsafe.withheld_traceback(err)
+    assert "FileNotFoundError: message " + logsafe.WITHHELD in text and PHI_FOLDER not in text
+    assert "ValueError: input folder /no/such/input/folder does not exist" in text
+    assert "library_code" in text and "check_in_out" in text  # the frames stay
