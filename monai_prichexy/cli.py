@@ -9,7 +9,14 @@ Subcommands:
   images and a random warp of the same displacement (:mod:`monai_prichexy.pipeline.audit`);
 * ``demo OUT_DIR``: make a small synthetic input and run both end to end;
 * ``keygen KEY_FILE``: create a de-identification key;
+* ``locate IN OUT ID...``: the input path of files that listings name by their pseudonym;
 * ``label-map``: map labels from the MONAI Label server back to the originals (:mod:`.label.mapping`).
+
+No PHI on the console or in the log: nothing printed or logged names IN, a file or folder under
+it, or a header value. A file is named by its keyed pseudonym (its id in the manifest; ``locate``
+turns ids back into paths, on stdout, for whoever holds the key), other libraries' log records
+and warnings are withheld (:mod:`.logsafe`). Only a set-up error (exit status 2, before any input
+is read) quotes the command-line argument it refuses.
 
 Exit status: 0 success, 1 some files failed (listed at the end), 2 bad arguments or set-up,
 130 interrupted (the output folder stays consistent; rerun to resume).
@@ -22,9 +29,10 @@ import logging
 import signal
 import sys
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import __version__
+from .logsafe import capture_warnings, install as install_phi_filter, install_excepthook
 
 __all__ = ["main", "build_parser", "default_key_path"]
 
@@ -107,18 +115,19 @@ def _build_anonymizer(args, key):
     return FileAnonymizer(deformer, deid, jpeg_quality=args.jpeg_quality), weights, expected
 
 
-def _print_listing(title: str, items, count: int, stream) -> None:
+def _print_listing(title: str, items, count: int, stream, pseudonym) -> None:
+    """Files by their pseudonym (the manifest id), never by name: the console is a log too."""
     if not count:
         return
     print(f"{title} ({count}):", file=stream)
-    for name, reason in items:
-        print(f"  {name}: {reason}", file=stream)
+    for rel, reason in items:
+        print(f"  {pseudonym(rel)}: {reason}", file=stream)
     if count > len(items):
         print(f"  ... and {count - len(items)} more (see the manifest)", file=stream)
 
 
 def cmd_anonymize(args) -> int:
-    from .pipeline import ManifestError, anonymize_tree, check_in_out, measured_statement
+    from .pipeline import ManifestError, Pseudonymizer, anonymize_tree, check_in_out, measured_statement
 
     try:
         in_dir, out_dir = check_in_out(args.input, args.output)
@@ -129,7 +138,7 @@ def cmd_anonymize(args) -> int:
     deformer = anonymizer.deformer
     err = sys.stderr
     if not args.quiet:
-        print(f"monai-prichexy {__version__}: {in_dir} -> {out_dir}", file=err)
+        print(f"monai-prichexy {__version__}: IN -> {out_dir}", file=err)  # IN's path can name a patient
         print(
             f"weights: {weights} (sha256 {deformer.weights_sha256[:16]}..., "
             f"{'checked' if expected else 'not checked: no checksum known'}); mu={deformer.mu:g}; device={deformer.device}",
@@ -157,12 +166,16 @@ def cmd_anonymize(args) -> int:
     print(f"outputs: {out_dir}\nmanifest: {summary.manifest}", file=err)
     if not args.quiet:
         print(f"pixel privacy of these weights: {measured_statement(weights)}", file=err)
-    _print_listing("FAILED", summary.failed, summary.n_failed, err)
-    _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err)
+    pseudonym = Pseudonymizer(key).file_id
+    _print_listing("FAILED", summary.failed, summary.n_failed, err, lambda rel: pseudonym(PurePosixPath(rel)))
+    _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err, lambda rel: pseudonym(PurePosixPath(rel)))
+    if summary.n_failed or summary.n_skipped:
+        print(f"(files are named by their id in the manifest; `monai-prichexy locate IN {out_dir} ID ...` prints their "
+              "paths in IN)", file=err)
     if summary.interrupted:
         print("interrupted: rerun the same command to resume", file=err)
     if not summary.interrupted and summary.ok + summary.already_done + summary.n_failed + summary.n_skipped == 0:
-        print(f"nothing to anonymize: {in_dir} holds no files (hidden files are ignored); exit status 1", file=err)
+        print("nothing to anonymize: IN holds no files (hidden files are ignored); exit status 1", file=err)
         return 1
     return summary.exit_code
 
@@ -226,6 +239,27 @@ def cmd_audit(args) -> int:
         raise CliError(str(err)) from None
     print(f"{result.summary['verdict']['text']}\naudit: {result.markdown}\npictures: {result.figure}", file=sys.stderr)
     return 0 if result.summary["verdict"]["protective"] else 1
+
+
+def cmd_locate(args) -> int:
+    """Print the input path of each pseudonym (stdout: the steward's query, not a log)."""
+    from .pipeline import Pseudonymizer, walk_files
+
+    in_dir = Path(args.input)
+    if not in_dir.is_dir():
+        raise CliError("IN is not a folder")
+    key, _, _ = _load_key(args.key_file, Path(args.anonymized), create=False)
+    pseudonym = Pseudonymizer(key).file_id
+    wanted = {i.strip().lower() for i in args.ids}
+    found = set()
+    for entry in walk_files(in_dir.resolve()):
+        fid = pseudonym(entry.rel)
+        if fid in wanted:
+            found.add(fid)
+            print(f"{fid}\t{entry.rel.as_posix()}")
+    for fid in sorted(wanted - found):
+        print(f"{fid}: not found under IN with this key", file=sys.stderr)
+    return 0 if found == wanted else 1
 
 
 def cmd_demo(args) -> int:
@@ -329,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
+        "locate",
+        help="print the input paths of files named by their pseudonym (id) in a listing or the manifest",
+        description="Walk IN as `anonymize` did and print `ID<TAB>path relative to IN` for each given ID, on stdout "
+        "(the listings and logs name files by these ids only: paths and names can carry PHI).",
+    )
+    p.add_argument("input", metavar="IN", help="the input folder of the anonymization")
+    p.add_argument("anonymized", metavar="OUT", help="its output folder (for the default key file)")
+    p.add_argument("ids", metavar="ID", nargs="+", help="file ids (20 hex digits)")
+    p.add_argument("--key-file", help=f"the anonymization's key (default: OUT{KEY_SUFFIX})")
+    p.set_defaults(func=cmd_locate)
+
+    p = sub.add_parser(
         "demo",
         help="make a synthetic demo input and run anonymize + report on it",
         description="Write OUT_DIR/input (synthetic DICOM and PNG radiographs whose headers, folder and file names "
@@ -356,6 +402,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NUMBER_RULES = (  # dest, valid, message: every numeric option's range (argparse checks the type)
+    ("workers", lambda v: v >= 1, "--workers must be >= 1"),
+    ("jpeg_quality", lambda v: 1 <= v <= 100, "--jpeg-quality must be in 1..100"),
+    ("mu", lambda v: 0 <= v <= 1, "--mu must be in [0, 1]"),
+    ("working_size", lambda v: v >= 16 and v % 16 == 0, "--working-size must be a positive multiple of 16"),
+    ("threshold", lambda v: 0 < v < 1, "--threshold must be in (0, 1)"),
+)
+
+
+def _bad_number(args) -> str | None:
+    for dest, valid, message in _NUMBER_RULES:
+        value = getattr(args, dest, None)
+        if value is not None and not valid(value):
+            return f"{message}, got {value}"
+    return None
+
+
 def _sigterm(signum, frame):  # pragma: no cover - exercised by the resume test through SIGTERM-less SIGKILL
     raise KeyboardInterrupt
 
@@ -366,10 +429,14 @@ def main(argv=None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    bad = _bad_number(args)  # before torch / MONAI is imported: a typo fails at once
+    if bad:
+        parser.error(bad)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.simplefilter("ignore" if getattr(args, "quiet", False) else "default", UserWarning)  # -q: summary only
-    if getattr(args, "workers", 1) < 1:
-        parser.error("--workers must be >= 1")
+    capture_warnings()  # warnings go through logging and its PHI filter too
+    install_phi_filter()
+    install_excepthook()  # a crash's traceback: library messages withheld
     try:
         signal.signal(signal.SIGTERM, _sigterm)
     except ValueError:  # not in the main thread
@@ -383,7 +450,8 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as err:  # e.g. the disk filled up while writing the manifest
-        print(f"monai-prichexy: error: {err}; outputs written so far are complete, rerun to resume", file=sys.stderr)
+        reason = err.strerror or type(err).__name__  # not str(err): its file name can be an input's
+        print(f"monai-prichexy: error: {reason}; outputs written so far are complete, rerun to resume", file=sys.stderr)
         return 1
 
 

@@ -200,6 +200,7 @@ def test_workflow_float_nifti_output_equals_python_api(workdir: Path) -> None:
         output_ext=".nii.gz",
         output_dtype="$np.float32",
         output_max=1,
+        phi_log_guard=False,  # the guard (tests/test_logs_no_phi.py) is process-wide: not in the test process
         **{SMALL[0][2:]: FEATURES},
     )
     states = (random.getstate(), np.random.get_state())

@@ -112,11 +112,25 @@ def test_failed_files_are_listed_and_exit_status_is_1(tmp_path, weights, capsys)
     Image.fromarray(np.dstack([png_array(seed=i) for i in range(3)])).save(src / "colour.png")
     write_dicom(src / "sub" / "burned.dcm", burned_in="YES")
     (src / "notes.txt").write_text("x")
-    status = run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress")
+    status = run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress", "--key-file", tmp_path / "k.key")
     err = capsys.readouterr().err
     assert status == 1
-    assert "FAILED (2):" in err and "colour.png: colour image" in err and "sub/burned.dcm: BurnedInAnnotation" in err
-    assert "notes.txt: not a supported image" in err and "1 written" in err
+    # named by pseudonym (the manifest id), never by their names: the console is a log too
+    from monai_prichexy.dicom import load_key
+    from monai_prichexy.pipeline import Pseudonymizer
+
+    fid = Pseudonymizer(load_key(tmp_path / "k.key")).file_id
+    colour, burned, notes = (fid(PurePosixPath(rel)) for rel in ("colour.png", "sub/burned.dcm", "notes.txt"))
+    assert "FAILED (2):" in err and f"{colour}: colour image" in err and f"{burned}: BurnedInAnnotation" in err
+    assert f"{notes}: not a supported image" in err and "1 written" in err
+    assert "colour.png" not in err and "burned.dcm" not in err and "notes.txt" not in err
+    assert "monai-prichexy locate IN" in err
+    # locate: the steward's way back from an id to the file (stdout), with the key
+    assert run_cli("locate", src, tmp_path / "out", colour.upper(), burned, "--key-file", tmp_path / "k.key") == 0
+    located = capsys.readouterr().out.splitlines()
+    assert sorted(located) == sorted([f"{colour}\tcolour.png", f"{burned}\tsub/burned.dcm"])
+    assert run_cli("locate", src, tmp_path / "out", "0" * 20, "--key-file", tmp_path / "k.key") == 1
+    assert "not found" in capsys.readouterr().err
 
 
 def test_setup_errors_exit_2_with_a_clear_message(tmp_path, weights, capsys, monkeypatch):

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -256,3 +256,32 @@ def test_map_requirements_cover_install_requires():
     needed = names(config["options"]["install_requires"].splitlines())
     listed = names((REPO_ROOT / "monai_prichexy" / "deploy" / "requirements.txt").read_text().splitlines())
     assert needed <= listed, f"missing from the MAP requirements: {sorted(needed - listed)}"
+
+
+def test_app_log_has_no_phi_even_at_debug(tmp_path, model):
+    """Issue 14: PHI in the input folder's own name, in sub-folder and file names and in the
+    headers (the fixture's), one refused file, the SDK at DEBUG: nothing of it in stdout, stderr
+    or the log (the SDK's own records included); the refused file is named by the pseudonym
+    `monai-prichexy anonymize` gives it, which `monai-prichexy locate` maps back."""
+    from monai_prichexy.cli import main as cli_main
+    from monai_prichexy.pipeline import Pseudonymizer
+
+    top = tmp_path / f"{PATIENT_FAMILY}^{PATIENT_GIVEN}_1961"
+    study = top / f"{PATIENT_FAMILY}_{PATIENT_GIVEN}_chest"
+    save(make_radiograph_dataset(modality="CR", rows=48, cols=40), study / f"{PATIENT_FAMILY}^{PATIENT_GIVEN}_pa.dcm")
+    save(make_radiograph_dataset(modality="DX", rows=40, cols=48, burned_in="YES", seed=3),
+         study / f"{PATIENT_GIVEN}_{PATIENT_FAMILY}_burned.dcm")
+    key_file = tmp_path / "deid.key"
+    key = create_key(key_file)
+    out_dir = tmp_path / "out"
+    proc = _run(["-i", str(top), "-o", str(out_dir), "-m", str(model), "--key-file", str(key_file), "-l", "DEBUG"],
+                cwd=tmp_path)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "1 instance(s) were NOT anonymized" in log, log[-4000:]
+    assert len(list(out_dir.iterdir())) == 1
+    leaked = [n for n in _needles() if n in log.encode("utf-8", errors="replace")]
+    assert not leaked, f"the log quotes PHI of the inputs: {leaked[:5]}\n{log[-4000:]}"
+    rel = PurePosixPath(f"{study.name}/{PATIENT_GIVEN}_{PATIENT_FAMILY}_burned.dcm")
+    fid = Pseudonymizer(key).file_id(rel)
+    assert f"not anonymized: file {fid}: BurnedInAnnotation" in log, log[-4000:]
+    assert cli_main(["locate", str(top), str(out_dir), fid, "--key-file", str(key_file)]) == 0

@@ -234,12 +234,15 @@ def test_cli_batch_goes_on_past_every_bad_file(tmp_path, weights):
             problems.append(f"{name}: output has another shape")
     for name, (kind, src) in bad.items():
         rel = src.relative_to(in_dir).as_posix()
-        # the operator's listing names the file and gives the reason
-        lines = [line for line in stderr.splitlines() if line.strip().startswith(rel + ":")]
+        # the operator's listing names the file by its pseudonym (never its name) and gives the reason
+        fid = pseudo.file_id(PurePosixPath(rel))
+        lines = [line for line in stderr.splitlines() if line.strip().startswith(fid + ":")]
         if not lines:
             related = [line for line in stderr.splitlines() if kind.filename in line or name in line]
-            problems.append(f"{name}: {rel} is not listed on stderr (related lines: {related})")
+            problems.append(f"{name}: {rel} ({fid}) is not listed on stderr (related lines: {related})")
             continue
+        if rel in stderr:
+            problems.append(f"{name}: its path {rel} is on stderr")
         if not _match(kind.expected_cli_reason, lines[0]):
             problems.append(f"{name}: {lines[0].strip()!r} !~ {kind.expected_cli_reason!r}")
         if "MemoryError" in lines[0]:

@@ -26,31 +26,13 @@ from monai.deploy.core import AppContext, Application
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
 
+from ..logsafe import PhiSafeFilter, no_phi_in_logs
 from .operators import DeidentifiedDICOMWriterOperator, RadiographAnonymizeOperator
 from .options import RADIOGRAPH_SELECTION_RULES, DeployOptions, split_argv
 
 __all__ = ["PriCheXyAnonymizerApp", "main"]
 
 logger = logging.getLogger(__name__)
-
-#: SDK modules whose INFO messages quote header values of the inputs (SeriesDescription,
-#: original UIDs, file names): PHI that must not end up in the application's log
-_CHATTY_SDK_MODULES = frozenset({"dicom_series_selector_operator", "dicom_data_loader_operator"})
-
-
-class _SdkPhiLogFilter(logging.Filter):
-    """Drops the SDK's DICOM loader / selector messages below WARNING (they quote PHI)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.module not in _CHATTY_SDK_MODULES
-
-
-def _quiet_sdk_phi_logging() -> None:
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, _SdkPhiLogFilter) for f in handler.filters):
-            handler.addFilter(_SdkPhiLogFilter())
-
 
 class PriCheXyAnonymizerApp(Application):
     """PriCheXy-Net anonymization of the CR/DX/DR series of a DICOM folder.
@@ -72,11 +54,16 @@ class PriCheXyAnonymizerApp(Application):
     def compose(self) -> None:
         options, sdk_argv = split_argv(self._full_argv)
         options = self._options or options
+        # No PHI in the log (monai_prichexy.logsafe): the SDK logs its arguments (the input path)
+        # and header values of the inputs. The filter on the root logger itself catches the SDK's
+        # `logging.info(...)` while it sets up logging; then every handler gets it.
+        early = PhiSafeFilter()
+        logging.getLogger().addFilter(early)
         context: AppContext = Application.init_app_context(sdk_argv)  # also configures logging
-        _quiet_sdk_phi_logging()
+        no_phi_in_logs()
         input_path = Path(context.input_path)
         output_path = Path(context.output_path)
-        logger.info("input %s, output %s, model %s", input_path, output_path, context.model_path)
+        logger.info("input IN (its path is not logged), output %s, model %s", output_path, context.model_path)
 
         loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_path, name="study_loader_op")
         selector = DICOMSeriesSelectorOperator(
@@ -91,6 +78,7 @@ class PriCheXyAnonymizerApp(Application):
             device=options.device,
             expected_sha256=options.model_sha256,
             output_folder=output_path,
+            input_folder=input_path,
             name="prichexy_anonymize_op",
         )
         writer = DeidentifiedDICOMWriterOperator(self, output_folder=output_path, name="deid_dicom_writer_op")

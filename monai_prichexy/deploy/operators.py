@@ -15,7 +15,8 @@ instance itself, de-identified and with deformed pixels, so the writer is ours.
 
 Each input file is processed on its own: a file that is refused (not a single-frame grayscale
 radiograph, ``BurnedInAnnotation = YES``, cannot be written) is logged with the reason and
-skipped, the others are written, and the writer then raises, so the application exits with a
+skipped (named by its keyed pseudonym, as ``monai-prichexy anonymize`` names it: folder and
+file names can carry PHI, and ``monai-prichexy locate`` maps the id back for the key holder), the others are written, and the writer then raises, so the application exits with a
 non-zero status whenever something was not anonymized.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 from ..dicom import DeidConfig, DeidKey, deidentify, load_or_create_key, radiograph_from_dataset, read_radiograph
 from ..dicom import Radiograph, WriteResult, write_dataset
 from ..dicom.errors import DeidentificationError, DicomWriteError, UnsupportedDicomError
-from ..pipeline import Deformer, FileAnonymizer
+from ..pipeline import Deformer, FileAnonymizer, Pseudonymizer
 from ..weights import MissingSetupError
 from .options import resolve_model_file
 
@@ -85,6 +86,30 @@ def _inside(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _scrub(text: str, path: str | os.PathLike | None) -> str:
+    """``text`` without the input's path or any of its parts (a message can quote them)."""
+    if not path:
+        return text
+    path = Path(path)
+    needles = {str(path), str(path.resolve())} | {part for part in path.parts if len(part) >= 3}
+    for needle in sorted(needles, key=len, reverse=True):
+        text = text.replace(needle, "<input>")
+    return text
+
+
+def instance_label(native, key: DeidKey, input_folder: str | os.PathLike | None) -> str:
+    """How the log names an input instance: ``file <pseudonym>``, the id ``monai-prichexy anonymize``
+    gives the same file under the same key (``monai-prichexy locate`` maps it back), never its name."""
+    filename = getattr(native, "filename", None)
+    if isinstance(filename, (str, os.PathLike)) and input_folder is not None:
+        try:
+            rel = Path(filename).resolve().relative_to(Path(input_folder).resolve())
+            return f"file {Pseudonymizer(key).file_id(PurePosixPath(rel.as_posix()))}"
+        except (ValueError, OSError):
+            pass
+    return "an instance outside the input folder"
 
 
 def build_file_anonymizer(
@@ -203,8 +228,10 @@ class RadiographAnonymizeOperator(Operator):
         device: str | None = None,
         expected_sha256: str | None = None,
         output_folder: str | os.PathLike | None = None,
+        input_folder: str | os.PathLike | None = None,
         **kwargs,
     ) -> None:
+        self.input_folder = input_folder  # only to name refused files by their pseudonym
         self.input_name = "study_selected_series_list"
         self.output_name = "anonymized"
         self.anonymizer = build_file_anonymizer(
@@ -231,7 +258,8 @@ class RadiographAnonymizeOperator(Operator):
                     try:
                         batch.instances.append(anonymize_instance(self.anonymizer, native))
                     except (UnsupportedDicomError, DeidentificationError, ValueError) as err:
-                        reason = f"{getattr(native, 'filename', '<in-memory>')}: {err}"
+                        name = instance_label(native, self.anonymizer.deid.key, self.input_folder)
+                        reason = f"{name}: {_scrub(str(err), getattr(native, 'filename', None))}"
                         logger.error("not anonymized: %s", reason)
                         batch.failures.append(reason)
         if not selections:
@@ -268,15 +296,16 @@ class DeidentifiedDICOMWriterOperator(Operator):
         for item in batch.instances:
             name = f"{item.sop_instance_uid}.dcm"
             if name in names:
-                failures.append(f"{item.source_path}: duplicate SOP Instance UID, written once")
+                failures.append(f"{name}: duplicate SOP Instance UID, written once")
                 logger.error("duplicate SOP instance in the input: %s written once", name)
                 continue
             names.add(name)
             try:
                 result = write_instance(item, self.output_folder / name)
             except (DicomWriteError, ValueError) as err:
-                failures.append(f"{item.source_path}: {err}")
-                logger.error("not written: %s: %s", item.source_path, err)
+                reason = f"{name}: {_scrub(str(err), item.source_path)}"
+                failures.append(reason)
+                logger.error("not written: %s", reason)
                 continue
             if result.reencoded and result.reason:
                 logger.info("%s: %s", name, result.reason)

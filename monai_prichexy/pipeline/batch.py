@@ -25,16 +25,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dicom import UnsupportedDicomError
-from ..weights import sha256_file
-from .anonymizer import FileAnonymizer
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from .formats import SUFFIXES, UnsupportedImageError, detect_format
 from .manifest import Manifest, ManifestEntry
 from .naming import Pseudonymizer, sha256_stream
 from .walk import WalkEntry, walk_files
+
+if TYPE_CHECKING:  # torch: imported by the caller that builds the anonymizer, not here (fast argument checks)
+    from .anonymizer import FileAnonymizer
 
 __all__ = ["BatchSummary", "anonymize_tree", "check_in_out", "count_files"]
 
@@ -124,6 +125,11 @@ def check_in_out(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     return src_real, dst_real
 
 
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
+
+
 def count_files(in_dir: Path, exclude=()) -> int:
     return sum(1 for entry in walk_files(in_dir, exclude=exclude) if entry.kind == "file")
 
@@ -180,7 +186,7 @@ class _Runner:
             record.update(
                 status="ok",
                 output=rel_out.as_posix(),
-                output_sha256=sha256_file(dst),
+                output_sha256=_sha256_file(dst),
                 notes=outcome.notes,
                 lossy=outcome.lossy,
                 shape=list(outcome.shape) if outcome.shape else None,
@@ -195,8 +201,8 @@ class _Runner:
         except UnsupportedImageError as err:
             record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir, self.out_dir))
         except Exception as err:  # never let one file stop the batch
-            logger.debug("file %s failed", fid, exc_info=True)
             record.update(status="failed", reason=_scrub(f"{type(err).__name__}: {err}", entry, self.in_dir, self.out_dir))
+            logger.debug("file %s failed: %s", fid, record["reason"])  # no traceback: it would quote the input path
         record["seconds"] = round(time.perf_counter() - start, 3)
         return record
 
