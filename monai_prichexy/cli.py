@@ -3,7 +3,10 @@
 Subcommands:
 
 * ``anonymize IN OUT``: de-identify headers and deform pixels of every radiograph under IN
-  into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`);
+  into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`). It needs a key: made
+  beforehand with ``keygen`` or, with ``--new-key``, now; a missing key is never created
+  silently. OUT must be new, empty or a previous run of the same job (same key, input and
+  settings);
 * ``report ORIGINALS ANONYMIZED``: privacy/utility report of a finished batch;
 * ``audit ORIGINALS ANONYMIZED``: re-identification audit of a release, beside the unaltered
   images and a random warp of the same displacement (:mod:`monai_prichexy.pipeline.audit`);
@@ -57,22 +60,44 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _load_key(key_file: str | None, out_dir: Path, in_dir: Path | None = None, create: bool = True):
-    from .dicom import load_or_create_key
-
+def _key_path(key_file: str | None, out_dir: Path, in_dir: Path | None = None) -> Path:
+    """The key file named by ``--key-file`` (default: beside OUT); refused inside OUT, and inside IN
+    when it does not exist yet (it would be created there)."""
     path = Path(key_file) if key_file else default_key_path(out_dir)
     if _inside(path, out_dir):
         raise CliError(f"key file {path} is inside the output folder, which is meant to be published; keep it elsewhere")
-    existed = path.exists()
-    if not existed and in_dir is not None and _inside(path, in_dir):
+    if in_dir is not None and not path.exists() and _inside(path, in_dir):
         raise CliError(f"key file {path} would be created inside the input folder; choose another --key-file")
-    if not existed and not create:
-        raise CliError(f"key file {path} does not exist; pass the --key-file used for the anonymization")
+    return path
+
+
+def _missing_key_message(path: Path) -> str:
+    return (
+        f"key file {path} does not exist; create one first with `monai-prichexy keygen {path}` "
+        "or pass --new-key to create it now (a key is never created silently)"
+    )
+
+
+def _load_key(key_file: str | None, out_dir: Path, in_dir: Path | None = None, create: bool = False):
+    """Load the key, or (``create``) make a new one, refusing an existing file.
+
+    Returns ``(key, path, created)``. Without ``create`` a missing file is an error telling how
+    to make one (``anonymize``) or to pass the anonymization's key (``report``, ``label-map``).
+    """
+    from .dicom import create_key, load_key
+
+    path = _key_path(key_file, out_dir, in_dir)
     try:
-        key = load_or_create_key(path, create=create)
+        if create:
+            try:
+                return create_key(path), path, True
+            except FileExistsError:
+                raise CliError(f"--new-key: key file {path} exists; not overwriting a key (drop --new-key to use it)") from None
+        if not path.exists():
+            raise CliError(f"key file {path} does not exist; pass the --key-file used for the anonymization")
+        return load_key(path), path, False
     except (OSError, ValueError) as err:
         raise CliError(f"key file {path}: {err}") from None
-    return key, path, not existed
 
 
 def _device(name: str):
@@ -87,9 +112,8 @@ def _device(name: str):
     return name
 
 
-def _build_anonymizer(args, key):
-    from .dicom import DeidConfig
-    from .pipeline import Deformer, FileAnonymizer, WeightsNotFoundError, resolve_weights
+def _build_deformer(args):
+    from .pipeline import Deformer, WeightsNotFoundError, resolve_weights
     from .weights import ChecksumMismatchError, MissingSetupError, UnsafeCheckpointError
 
     try:
@@ -111,8 +135,18 @@ def _build_anonymizer(args, key):
         if isinstance(err, (ChecksumMismatchError, UnsafeCheckpointError)):
             raise CliError(str(err)) from None
         raise CliError(f"{weights}: {err}" + ("; pass --mu" if isinstance(err, MissingSetupError) else "")) from None
+    return deformer, weights, expected
+
+
+def _build_anonymizer(args, key, deformer):
+    """The per-file anonymizer for ``anonymize``'s arguments, ``key`` and ``deformer``."""
+    from .dicom import DeidConfig
+    from .pipeline import FileAnonymizer
+
     deid = DeidConfig(key=key, dates=args.dates, allow_burned_in=args.allow_burned_in)
-    return FileAnonymizer(deformer, deid, jpeg_quality=args.jpeg_quality), weights, expected
+    return FileAnonymizer(
+        deformer, deid, jpeg_quality=args.jpeg_quality, allow_secondary_capture=args.allow_secondary_capture
+    )
 
 
 def _print_listing(title: str, items, count: int, stream, pseudonym) -> None:
@@ -127,15 +161,29 @@ def _print_listing(title: str, items, count: int, stream, pseudonym) -> None:
 
 
 def cmd_anonymize(args) -> int:
-    from .pipeline import ManifestError, Pseudonymizer, anonymize_tree, check_in_out, measured_statement
+    from .pipeline import (ManifestError, Pseudonymizer, anonymize_tree, check_in_out, check_output_folder,
+                           measured_statement)
 
     try:
         in_dir, out_dir = check_in_out(args.input, args.output)
-    except ValueError as err:
+        previous = check_output_folder(out_dir)  # refuses an OUT with unrelated files, before anything is written
+    except (ValueError, ManifestError) as err:
         raise CliError(str(err)) from None
-    key, key_path, created = _load_key(args.key_file, out_dir, in_dir)
-    anonymizer, weights, expected = _build_anonymizer(args, key)
-    deformer = anonymizer.deformer
+    key_path = _key_path(args.key_file, out_dir, in_dir)
+    recorded = (previous or {}).get("key_fingerprint")
+    if args.new_key and key_path.exists():
+        raise CliError(f"--new-key: key file {key_path} exists; not overwriting a key (drop --new-key to use it)")
+    if args.new_key and recorded:
+        raise CliError(
+            f"--new-key: {out_dir} holds a run made with the key of fingerprint {recorded}; a new key cannot resume "
+            "it. Pass that run's --key-file (without --new-key), or use a new output folder"
+        )
+    if not args.new_key and not key_path.exists():  # nothing is created without asking
+        hint = f" ({out_dir} was made with the key of fingerprint {recorded})" if recorded else ""
+        raise CliError(_missing_key_message(key_path) + hint)
+    deformer, weights, expected = _build_deformer(args)  # weights problems stop us before a key is created
+    key, key_path, created = _load_key(args.key_file, out_dir, in_dir, create=args.new_key)
+    anonymizer = _build_anonymizer(args, key, deformer)
     err = sys.stderr
     if not args.quiet:
         print(f"monai-prichexy {__version__}: IN -> {out_dir}", file=err)  # IN's path can name a patient
@@ -163,7 +211,7 @@ def cmd_anonymize(args) -> int:
     )
     if summary.stale_temp_removed:
         print(f"removed {summary.stale_temp_removed} temporary files left by an interrupted run", file=err)
-    print(f"outputs: {out_dir}\nmanifest: {summary.manifest}", file=err)
+    print(f"outputs: {out_dir}\nmanifest: {summary.manifest}\nkey fingerprint: {key.fingerprint} ({key_path})", file=err)
     if not args.quiet:
         print(f"pixel privacy of these weights: {measured_statement(weights)}", file=err)
     pseudonym = Pseudonymizer(key).file_id
@@ -291,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "anonymize",
         help="anonymize every radiograph under IN into OUT",
-        description="Walk IN recursively (DICOM CR/DX/DR, PNG, JPEG, TIFF, NIfTI) and write anonymized copies "
-        "under OUT with pseudonymized folder and file names. Resumable: rerun the same command after an "
+        description="Walk IN recursively (DICOM CR/DX/DR projection radiographs, PNG, JPEG, TIFF, NIfTI) and write "
+        "anonymized copies under OUT with pseudonymized folder and file names. DICOM files of other modalities "
+        "(CT, MR, US, NM, PT, ...) are refused and listed as failed. Resumable: rerun the same command after an "
         "interruption. Exit status 1 when some files failed (they are listed at the end).",
     )
     p.add_argument("input", metavar="IN", help="input folder (never modified)")
@@ -305,10 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--working-size", type=int, default=None, help="side in pixels of the image the generator sees (default: the checkpoint's, else 256)"
     )
-    p.add_argument("--key-file", help=f"de-identification key (created if missing; default: OUT{KEY_SUFFIX} beside OUT)")
+    p.add_argument("--key-file", help=f"de-identification key, made beforehand with `monai-prichexy keygen KEY_FILE` "
+                   f"or now with --new-key (default: OUT{KEY_SUFFIX} beside OUT)")
+    p.add_argument("--new-key", action="store_true", help="create a new key at --key-file (or the default path) for this "
+                   "run; refused when that file exists or OUT already holds a run (resume it with its key)")
     p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads, >= 1 (default 1)")
     p.add_argument("--dates", choices=("remove", "shift"), default="remove", help="DICOM dates: remove (default) or shift per patient")
     p.add_argument("--allow-burned-in", action="store_true", help="process DICOM with BurnedInAnnotation=YES (the text stays!)")
+    p.add_argument(
+        "--allow-secondary-capture", action="store_true",
+        help="also anonymize DICOM Secondary Capture images (SOP class 1.2.840.10008.5.1.4.1.1.7, e.g. digitized "
+        "films) with Modality CR, DX, DR, OT or none; without it they are refused like CT, MR, US, NM and PT",
+    )
     p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs, 1-100 (lossy; default 95)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

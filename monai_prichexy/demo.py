@@ -2,7 +2,8 @@
 
 Creates ``OUT_DIR/input/`` with DICOM radiographs whose headers (and folder names) are full of
 made-up PHI -- MONOCHROME2 and MONOCHROME1, 12-bit, uncompressed and RLE Lossless -- and two
-PNGs (8- and 16-bit); then runs ``anonymize`` into ``OUT_DIR/anonymized/`` and ``report`` into
+PNGs (8- and 16-bit) and its own key ``OUT_DIR/demo.prichexy-key`` (as ``keygen`` makes it,
+when missing); then runs ``anonymize`` into ``OUT_DIR/anonymized/``, ``report`` into
 ``OUT_DIR/report/`` and ``audit`` into ``OUT_DIR/audit/`` (with the shipped attack networks: the
 demo has too few patients to train fresh ones) and prints where everything is and the equivalent
 commands.
@@ -162,6 +163,12 @@ def run_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: in
             "         The pipeline runs end to end, but these outputs are NOT anonymized in any meaningful way.",
             file=err,
         )
+    if not key_file.exists():  # the demo's own key, made as `monai-prichexy keygen` makes it
+        from .dicom import create_key
+
+        key = create_key(key_file)
+        print(f"created the demo's key {key_file} (fingerprint {key.fingerprint}), as "
+              f"`monai-prichexy keygen {key_file}` does", file=err)
     anonymize_cmd = ["anonymize", str(input_dir), str(anonymized), "--key-file", str(key_file), "--workers", str(workers)]
     if weights:
         anonymize_cmd += ["--weights", str(weights)]

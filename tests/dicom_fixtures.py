@@ -41,6 +41,7 @@ __all__ = [
     "make_radiograph_dataset",
     "synthetic_chest",
     "save",
+    "as_radiograph",
     "phi_needles",
     "encode_jpeg_lossless",
     "encode_jpeg_baseline",
@@ -384,6 +385,31 @@ def save(ds: Dataset, path: str | os.PathLike, *, raw: bool = False) -> Path:
     else:
         ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def as_radiograph(src: str | os.PathLike, dst: str | os.PathLike, modality: str = "DX") -> Path:
+    """Copy the DICOM file ``src`` to ``dst`` as a projection radiograph: Modality ``modality``
+    ("DX" or "CR") and the matching SOP class (Digital X-Ray Image Storage - For Presentation, or
+    CR Image Storage); everything else (PHI, pixels, transfer syntax) stays as it was.
+
+    For pydicom's CT/MR/SC sample files, which the reader refuses as they are (out of scope).
+    """
+    import warnings
+
+    import pydicom
+
+    sop_class = DigitalXRayImageStorageForPresentation if modality == "DX" else UID("1.2.840.10008.5.1.4.1.1.1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(src)
+        ds.Modality = modality
+        ds.SOPClassUID = sop_class
+        if getattr(ds, "file_meta", None) is not None:
+            ds.file_meta.MediaStorageSOPClassUID = sop_class
+        dst = Path(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(dst)
+    return dst
 
 
 def _date_formats(date: str) -> list[str]:

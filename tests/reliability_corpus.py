@@ -43,7 +43,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.dicom_fixtures import make_radiograph_dataset, save, synthetic_chest
+from tests.dicom_fixtures import as_radiograph, make_radiograph_dataset, save, synthetic_chest
 
 __all__ = [
     "BadKind",
@@ -314,6 +314,40 @@ def _dcm_pydicom(name: str) -> Callable[[Path], Path]:
     return build
 
 
+def _dcm_pydicom_as_dx(name: str) -> Callable[[Path], Path]:
+    """A pydicom sample (CT, MR, SC, ...) rewritten as a DX radiograph (Modality and SOP class only)."""
+
+    def build(path: Path) -> Path:
+        src = _dcm_pydicom(name)(path)
+        return as_radiograph(src, path)
+
+    return build
+
+
+#: SOP classes of the non-radiograph modalities of the corpus
+_SOP_OF = {
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "NM": "1.2.840.10008.5.1.4.1.1.20",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+    "MG": "1.2.840.10008.5.1.4.1.1.1.2",
+    "SC": "1.2.840.10008.5.1.4.1.1.7",
+}
+
+
+def _dcm_modality(modality: str, sop: str | None = None) -> Callable[[Path], Path]:
+    """A small valid grayscale dataset of another modality (Modality and SOP class edited)."""
+
+    def build(path: Path) -> Path:
+        ds = _small_ds(bits_stored=12)
+        ds.Modality = modality
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = _SOP_OF[sop or modality]
+        return _save_ds(ds, path)
+
+    return build
+
+
 # ---------------------------------------------------------------- other formats
 
 
@@ -578,6 +612,21 @@ BAD_KINDS: list[BadKind] = [
     BadKind("pydicom_waveform_ecg", "ecg.dcm", _dcm_pydicom("waveform_ecg.dcm"), r"no PixelData element"),
     BadKind("pydicom_no_meta_truncated", "no_meta.dcm", _dcm_pydicom("no_meta.dcm"), _NOT_DICOM),
     BadKind("pydicom_meta_missing_tsyntax", "missing_ts.dcm", _dcm_pydicom("meta_missing_tsyntax.dcm"), r"missing mandatory attribute Rows"),
+    # ---- out of scope: readable images that are not projection radiographs
+    *[
+        BadKind(f"dcm_modality_{m.lower()}", f"{m.lower()}.dcm", _dcm_modality(m),
+                rf"modality {m} is not a projection radiograph \(accepted: CR, DX, DR\)")
+        for m in ("CT", "MR", "US", "NM", "PT", "MG")
+    ],
+    BadKind("dcm_dx_with_ct_sop_class", "dx_ct.dcm", _dcm_modality("DX", "CT"),
+            r"SOP class CT Image Storage \(1\.2\.840\.10008\.5\.1\.4\.1\.1\.2\) is not a projection radiograph"),
+    BadKind("dcm_secondary_capture", "sc.dcm", _dcm_modality("OT", "SC"),
+            r"Secondary Capture Image Storage \(SOP class 1\.2\.840\.10008\.5\.1\.4\.1\.1\.7\) is refused unless "
+            r"Secondary Capture is explicitly allowed \(--allow-secondary-capture\)"),
+    BadKind("pydicom_CT_small", "CT_small.dcm", _dcm_pydicom("CT_small.dcm"), r"modality CT is not a projection radiograph"),
+    BadKind("pydicom_MR_small", "MR_small.dcm", _dcm_pydicom("MR_small.dcm"), r"modality MR is not a projection radiograph"),
+    BadKind("pydicom_JPEG2000_NM_secondary_capture", "j2k.dcm", _dcm_pydicom("JPEG2000.dcm"),
+            r"modality NM is not a projection radiograph"),
     # ---- PNG / JPEG / TIFF / NIfTI
     BadKind("png_truncated", "cut.png", _png_truncated, r"cannot decode PNG"),
     BadKind("png_garbage_after_signature", "garbage_sig.png", _png_garbage_after_magic, r"cannot decode PNG"),
@@ -660,11 +709,12 @@ ACCEPTED_KINDS: list[AcceptedKind] = [
     AcceptedKind("dcm_raw_no_preamble", "raw.dcm", lambda p: save(_small_ds(), p, raw=True)),
     AcceptedKind("dcm_no_window", "nowin.dcm", lambda p: _dcm_good(p, window=None)),
     AcceptedKind("dcm_constant_image", "flat.dcm", lambda p: _save_ds(make_radiograph_dataset(ROWS, COLS, pixels=np.full((ROWS, COLS), 7), phi=False), p)),
-    AcceptedKind("pydicom_CT_small", "CT_small.dcm", _dcm_pydicom("CT_small.dcm")),
-    AcceptedKind("pydicom_MR_small_bigendian", "MR_be.dcm", _dcm_pydicom("MR_small_bigendian.dcm")),
-    AcceptedKind("pydicom_MR_small_RLE", "MR_rle.dcm", _dcm_pydicom("MR_small_RLE.dcm")),
-    AcceptedKind("pydicom_examples_overlay", "overlay.dcm", _dcm_pydicom("examples_overlay.dcm")),
-    AcceptedKind("pydicom_image_deflated", "deflated.dcm", _dcm_pydicom("image_dfl.dcm")),
+    # pydicom's CT / MR / SC samples (odd encodings, overlays) rewritten as DX radiographs
+    AcceptedKind("pydicom_CT_small_as_dx", "CT_small.dcm", _dcm_pydicom_as_dx("CT_small.dcm")),
+    AcceptedKind("pydicom_MR_small_bigendian_as_dx", "MR_be.dcm", _dcm_pydicom_as_dx("MR_small_bigendian.dcm")),
+    AcceptedKind("pydicom_MR_small_RLE_as_dx", "MR_rle.dcm", _dcm_pydicom_as_dx("MR_small_RLE.dcm")),
+    AcceptedKind("pydicom_examples_overlay_as_dx", "overlay.dcm", _dcm_pydicom_as_dx("examples_overlay.dcm")),
+    AcceptedKind("pydicom_image_deflated_as_dx", "deflated.dcm", _dcm_pydicom_as_dx("image_dfl.dcm")),
     AcceptedKind("png_16bit", "sixteen.png", lambda p: _write(p, png_bytes(_gray(bits=16)))),
     AcceptedKind("png_rgb_equal_channels", "grayrgb.png", lambda p: _write(p, png_bytes(np.repeat(_gray()[..., None], 3, -1)))),
     AcceptedKind("png_2x2", "two.png", lambda p: _write(p, png_bytes(np.array([[0, 9], [200, 255]], np.uint8)))),

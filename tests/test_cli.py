@@ -70,7 +70,7 @@ def test_phi_appears_nowhere_in_outputs_manifest_logs_or_names(tmp_path, weights
     src = phi_tree(tmp_path / "in")
     before = tree_digests(src)
     out = tmp_path / "out"
-    status = run_cli("anonymize", src, out, "--weights", weights, "--key-file", tmp_path / "k.key", "--workers", "2")
+    status = run_cli("anonymize", src, out, "--weights", weights, "--key-file", tmp_path / "k.key", "--new-key", "--workers", "2")
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert tree_digests(src) == before  # inputs untouched
@@ -100,7 +100,7 @@ def test_phi_appears_nowhere_in_outputs_manifest_logs_or_names(tmp_path, weights
 def test_png_pixels_equal_deform_anonymize(tmp_path, weights):
     arr = png_array(96, 80, dtype=np.uint16, seed=3)
     write_png(tmp_path / "in" / "a.png", arr)
-    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--weights", weights, "--no-progress") == 0
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--weights", weights, "--new-key", "--no-progress") == 0
     (out,) = output_files(tmp_path / "out")
     expected = DeformAnonymize(str(weights))(arr[None])[0]
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
@@ -112,7 +112,8 @@ def test_failed_files_are_listed_and_exit_status_is_1(tmp_path, weights, capsys)
     Image.fromarray(np.dstack([png_array(seed=i) for i in range(3)])).save(src / "colour.png")
     write_dicom(src / "sub" / "burned.dcm", burned_in="YES")
     (src / "notes.txt").write_text("x")
-    status = run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress", "--key-file", tmp_path / "k.key")
+    status = run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--new-key", "--no-progress", "--key-file",
+                     tmp_path / "k.key")
     err = capsys.readouterr().err
     assert status == 1
     # named by pseudonym (the manifest id), never by their names: the console is a log too
@@ -139,16 +140,17 @@ def test_setup_errors_exit_2_with_a_clear_message(tmp_path, weights, capsys, mon
     import monai_prichexy.pipeline.weights as pw
 
     monkeypatch.setattr(pw, "default_weights_path", lambda: tmp_path / "bundle" / "models" / "model.pt")
-    assert run_cli("anonymize", src, tmp_path / "out") == 2
+    assert run_cli("anonymize", src, tmp_path / "out", "--new-key") == 2
     err = capsys.readouterr().err
     assert "no generator weights" in err and "python -m monai.bundle run --config_file bundle/configs/train.json" in err
     assert run_cli("anonymize", src, src / "out", "--weights", weights) == 2
     assert "inside the input folder" in capsys.readouterr().err
     assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--key-file", tmp_path / "out" / "k") == 2
     assert "inside the output folder" in capsys.readouterr().err
-    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--weights-sha256", "0" * 64) == 2
+    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--weights-sha256", "0" * 64, "--new-key") == 2
     assert "SHA-256" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.prichexy-key").exists()  # weights are checked before --new-key makes a key
 
 
 def test_default_weights_checked_against_metadata(tmp_path, weights, monkeypatch, capsys):
@@ -165,16 +167,16 @@ def test_default_weights_checked_against_metadata(tmp_path, weights, monkeypatch
     monkeypatch.setattr(pw, "default_weights_path", lambda: model)
     assert resolve_weights() == (model, "ab" * 32)
     write_png(tmp_path / "in" / "a.png", png_array())
-    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--no-progress") == 2
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--new-key", "--no-progress") == 2
     assert "expected abab" in capsys.readouterr().err
     (bundle / "configs" / "metadata.json").write_text(json.dumps({"model_sha256": sha256_file(model)}))
-    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--no-progress") == 0
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--new-key", "--no-progress") == 0
     err = capsys.readouterr().err
     assert "checked" in err
     # the end-of-run summary says what the weights were measured to do (model.json beside them), or that nothing is
     assert "pixel privacy of these weights: no measured privacy on record" in err
     model.with_suffix(".json").write_text(json.dumps({"measured": {"verdict": "NOT measured protective: 84.2 %"}}))
-    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out2", "--no-progress") == 0
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out2", "--new-key", "--no-progress") == 0
     assert "pixel privacy of these weights: NOT measured protective: 84.2 %" in capsys.readouterr().err
     assert sha256_from_metadata(bundle / "configs" / "missing.json") is None
 
@@ -215,6 +217,7 @@ def test_resume_after_sigkill(tmp_path, weights):
     cmd = [sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(src), str(out), "--weights", str(weights),
            "--key-file", str(tmp_path / "k.key"), "--no-progress", "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    assert run_cli("keygen", tmp_path / "k.key") == 0
     # 1) killed once the manifest has >= 3 lines; 2) killed as soon as an output exists without its line
     assert _run_until(cmd, env, lambda: _manifest_lines(out) >= 3), "first run finished before it could be killed"
     n = _manifest_lines(out)
@@ -244,7 +247,7 @@ def test_report_end_to_end(tmp_path, weights, capsys):
     write_dicom(src / "a" / "IM2", 64, 64, photometric="MONOCHROME1", seed=2)
     write_png(src / "b.png", png_array(64, 64))
     key = tmp_path / "k.key"
-    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--key-file", key, "--no-progress") == 0
+    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--key-file", key, "--new-key", "--no-progress") == 0
     torch.manual_seed(0)
     verifier = save_checkpoint(tmp_path / "v.pt", SiameseVerifier("resnet10", widen_factor=0.125))
     classifier = save_checkpoint(tmp_path / "c.pt", AbnormalityClassifier(input_size=64))
@@ -286,7 +289,7 @@ def test_demo_input_is_anonymized_without_phi(tmp_path, weights, capsys):
     parts = [part.encode() for value in DEMO_PHI.values() for part in value.replace("^", " ").split() if len(part) > 3]
     inputs = {str(p): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     assert {hit.split(" in ", 1)[0] for hit in scan(inputs, parts)} == {repr(p) for p in parts}  # guard
-    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--no-progress") == 0
+    assert run_cli("anonymize", src, tmp_path / "out", "--weights", weights, "--new-key", "--no-progress") == 0
     outputs = {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes() for p in output_files(tmp_path / "out")}
     outputs.update({f"name {k}": k.encode() for k in list(outputs)})
     assert not scan(outputs, parts)
@@ -328,6 +331,7 @@ def test_quiet_silences_warnings_but_not_the_summary(tmp_path):
                                "--weights", str(weights), "--key-file", str(tmp_path / "k.key"), "--no-progress", *extra],
                               cwd=root, capture_output=True, text=True, timeout=300)
 
+    assert main(["keygen", str(tmp_path / "k.key")]) == 0
     loud, quiet = run(tmp_path / "o1"), run(tmp_path / "o2", "-q")
     assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
     assert "too small to hide identity" in loud.stderr
@@ -337,5 +341,5 @@ def test_quiet_silences_warnings_but_not_the_summary(tmp_path):
 def test_an_empty_input_is_an_error(tmp_path, weights, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / ".hidden").write_text("x")
-    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--weights", weights, "--no-progress") == 1
+    assert run_cli("anonymize", tmp_path / "in", tmp_path / "out", "--weights", weights, "--new-key", "--no-progress") == 1
     assert "nothing to anonymize" in capsys.readouterr().err

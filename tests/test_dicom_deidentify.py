@@ -61,13 +61,13 @@ def all_elements(ds: Dataset):
         yield from ds.file_meta.iterall()
 
 
-def run_pipeline(tmp_path, *, dates="remove", name="out.dcm", ds=None, key=KEY, **kwargs):
+def run_pipeline(tmp_path, *, dates="remove", name="out.dcm", ds=None, key=KEY, method_info=METHOD, **kwargs):
     ds = make_radiograph_dataset(64, 80, 12) if ds is None else ds
     src = save(ds, tmp_path / f"in_{name}")
     before = sha256(src)
     rad = read_radiograph(src)
     result = write_radiograph(rad, rad.stored, tmp_path / "out" / name,
-                              deid=DeidConfig(key=key, dates=dates, method_info=METHOD, **kwargs))
+                              deid=DeidConfig(key=key, dates=dates, method_info=method_info, **kwargs))
     assert sha256(src) == before
     return result, pydicom.dcmread(result.path)
 
@@ -248,6 +248,37 @@ def test_long_method_info_is_split():
     assert all(len(v) <= 64 for v in out.DeidentificationMethod)
     pieces = [v for v in out.DeidentificationMethod if set(v) <= set("xy ")]
     assert "".join(pieces).count("y") == 100 and "".join(pieces).count("x") == 50
+
+
+def test_deidentification_method_is_several_complete_values(tmp_path):
+    """(0012,0063) as written to the file: VM > 1, one complete value per fact, each <= 64 characters."""
+    info = ("PriCheXy-Net pixel deformation", "mu=0.01 smoothing=grid", "weights sha256 0123456789abcdef")
+    result, out = run_pipeline(tmp_path, dates="shift", method_info=info, retain_patient_characteristics=True,
+                               allow_burned_in=True, ds=make_radiograph_dataset(32, 40, 12, burned_in="YES"))
+    elem = pydicom.dcmread(result.path)["DeidentificationMethod"]
+    assert elem.VR == "LO" and elem.VM == 9
+    assert list(elem.value) == [
+        f"monai_prichexy {monai_prichexy.__version__}",
+        "PS3.15 Annex E Basic Profile, dicom-anonymizer dicomfields_2026c",
+        "dates shifted per patient",
+        "private tags, overlays, curves, icons removed",
+        "patient characteristics retained",
+        "burned-in annotation accepted, not removed",
+        *info,
+    ]
+    raw = result.path.read_bytes()
+    assert b"\\".join(v.encode() for v in elem.value) in raw  # stored as written, nothing cut
+
+
+def test_long_method_text_is_wrapped_at_word_boundaries():
+    words = [f"word{i:02d}-{'abcdefgh' * (i % 3 + 1)}" for i in range(20)]
+    text = "first item; " + " ".join(words) + "; last item"
+    values = list(deidentify_dataset(make_radiograph_dataset(16, 16, phi=False),
+                                     DeidConfig(key=KEY, method_info=text)).DeidentificationMethod)
+    assert all(len(v) <= 64 for v in values)
+    assert values[4] == "first item" and values[-1] == "last item"
+    wrapped = values[5:-1]
+    assert len(wrapped) > 2 and " ".join(wrapped).split() == words  # every word whole, in order
 
 
 # ------------------------------------------------------- things that must be removed

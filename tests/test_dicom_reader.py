@@ -24,8 +24,15 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from monai_prichexy.dicom import Radiograph, UnsupportedDicomError, compute_view, read_radiograph
-from tests.dicom_fixtures import make_radiograph_dataset, save, synthetic_chest
+from monai_prichexy.dicom import (
+    NotARadiographError,
+    Radiograph,
+    UnsupportedDicomError,
+    compute_view,
+    radiograph_from_dataset,
+    read_radiograph,
+)
+from tests.dicom_fixtures import as_radiograph, make_radiograph_dataset, save, synthetic_chest
 
 
 def sha256(path) -> str:
@@ -92,14 +99,15 @@ def test_lossy_inputs_accepted_and_flagged(tmp_path, ts, bits):
     assert err.mean() < 0.05 * (1 << bits)
 
 
-def test_bundled_compressed_files():
-    plain = read_radiograph(bundled("MR_small.dcm"))
+def test_bundled_compressed_files(tmp_path):
+    """pydicom's MR / SC samples in several transfer syntaxes, rewritten as DX (out of scope as they are)."""
+    plain = read_radiograph(as_radiograph(bundled("MR_small.dcm"), tmp_path / "plain.dcm"))
     for name in ("MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm",
                  "MR_small_bigendian.dcm"):
-        rad = read_radiograph(bundled(name))
+        rad = read_radiograph(as_radiograph(bundled(name), tmp_path / name))
         np.testing.assert_array_equal(rad.stored, plain.stored)
         np.testing.assert_allclose(rad.view, plain.view)
-    rad = read_radiograph(bundled("JPEG2000.dcm"))
+    rad = read_radiograph(as_radiograph(bundled("JPEG2000.dcm"), tmp_path / "j2k.dcm"))
     assert rad.stored.shape == (1024, 256) and rad.lossy
 
 
@@ -207,6 +215,101 @@ def test_refuse_truncated(tmp_path):
     _refused(bundled("MR_truncated.dcm"), "truncated")
 
 
+# ------------------------------------------------------------- scope: projection radiographs only
+
+SC = "1.2.840.10008.5.1.4.1.1.7"
+DX_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
+
+
+def _scoped(tmp_path, name, modality="DX", sop_class=None):
+    ds = make_radiograph_dataset(16, 16, 12, phi=False)
+    if modality is None:
+        del ds.Modality
+    else:
+        ds.Modality = modality
+    if sop_class is False:
+        del ds.SOPClassUID  # (the file meta keeps its copy: the reader does not use it)
+    elif sop_class is not None:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    return save(ds, tmp_path / name)
+
+
+@pytest.mark.parametrize("name, modality", [("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")])
+def test_pydicom_ct_and_mr_samples_refused_as_they_are(tmp_path, name, modality):
+    path = bundled(name)
+    before = sha256(path)
+    with pytest.raises(NotARadiographError) as info:
+        read_radiograph(path)
+    assert str(info.value) == f"{path}: modality {modality} is not a projection radiograph (accepted: CR, DX, DR)"
+    assert isinstance(info.value, UnsupportedDicomError) and info.value.path == str(path)
+    assert sha256(path) == before
+    # the same file rewritten as a DX radiograph is read
+    shape = (128, 128) if modality == "CT" else (64, 64)
+    assert read_radiograph(as_radiograph(path, tmp_path / name)).stored.shape == shape
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "RTIMAGE", "OT", "RG", "SC"])
+def test_non_projection_modalities_refused(tmp_path, modality):
+    path = _scoped(tmp_path, f"{modality}.dcm", modality)
+    with pytest.raises(NotARadiographError, match=rf"^{path}: modality {modality} is not a projection radiograph "
+                       r"\(accepted: CR, DX, DR\)$"):
+        read_radiograph(path)
+
+
+@pytest.mark.parametrize(
+    "modality, sop_class",
+    [("DX", None), ("CR", "1.2.840.10008.5.1.4.1.1.1"), ("DR", None), ("DX", DX_PROCESSING),
+     (None, None), ("DX", False), (None, False)],
+)
+def test_projection_radiographs_accepted(tmp_path, modality, sop_class):
+    """CR / DX / DR by Modality and SOP class; a missing one is decided by the other; none at all: accepted."""
+    assert read_radiograph(_scoped(tmp_path, "ok.dcm", modality, sop_class)).stored.shape == (16, 16)
+
+
+@pytest.mark.parametrize(
+    "modality, sop_class, words",
+    [
+        ("DX", "1.2.840.10008.5.1.4.1.1.2", "SOP class CT Image Storage (1.2.840.10008.5.1.4.1.1.2)"),
+        (None, "1.2.840.10008.5.1.4.1.1.4", "SOP class MR Image Storage"),
+        ("CR", "1.2.840.10008.5.1.4.1.1.1.2", "Digital Mammography X-Ray Image Storage"),
+        ("DX", "1.2.840.10008.5.1.4.1.1.6.1", "Ultrasound Image Storage"),
+        ("DX", "1.2.840.10008.5.1.4.1.1.128", "Positron Emission Tomography Image Storage"),
+        ("DX", "1.2.840.10008.5.1.4.1.1.481.1", "RT Image Storage"),
+        ("DX", "1.2.840.10008.5.1.4.1.1.2.1", "Enhanced CT Image Storage"),
+        ("DX", "1.2.3.4", "SOP class 1.2.3.4 is not a projection radiograph"),
+    ],
+)
+def test_other_sop_classes_refused(tmp_path, modality, sop_class, words):
+    _refused(_scoped(tmp_path, "sop.dcm", modality, sop_class), words, "accepted: CR Image Storage")
+
+
+@pytest.mark.parametrize("modality", ["OT", "DX", "CR", None])
+def test_secondary_capture_only_when_allowed(tmp_path, modality):
+    path = _scoped(tmp_path, "sc.dcm", modality, SC)
+    with pytest.raises(NotARadiographError) as info:
+        read_radiograph(path)
+    assert str(info.value) == (
+        f"{path}: Secondary Capture Image Storage (SOP class {SC}) is refused unless Secondary Capture is "
+        "explicitly allowed (--allow-secondary-capture)"
+    )
+    assert read_radiograph(path, allow_secondary_capture=True).stored.shape == (16, 16)
+
+
+def test_secondary_capture_of_a_ct_refused_even_when_allowed(tmp_path):
+    path = _scoped(tmp_path, "sc_ct.dcm", "CT", SC)
+    with pytest.raises(NotARadiographError, match=r"modality CT is not a projection radiograph \(accepted: CR, DX, DR\)$"):
+        read_radiograph(path)
+    with pytest.raises(NotARadiographError, match=r"modality CT is not a projection radiograph \(accepted: CR, DX, DR, OT\)"):
+        read_radiograph(path, allow_secondary_capture=True)
+
+
+def test_scope_checked_for_in_memory_datasets():
+    ds = make_radiograph_dataset(16, 16, 12, phi=False)
+    ds.Modality = "US"
+    with pytest.raises(NotARadiographError, match=r"^<in-memory dataset>: modality US"):
+        radiograph_from_dataset(ds)
+
+
 def test_refuse_no_pixels(tmp_path):
     _refused(bundled("rtplan.dcm"), "PixelData")
     ds = make_radiograph_dataset(16, 16, 12)
@@ -285,3 +388,10 @@ def test_refuse_garbage_without_preamble(tmp_path):
     path = tmp_path / "raw.bin"
     path.write_bytes(bytes(range(256)) * 8)
     _refused(path, "not a DICOM")
+
+
+def test_deploy_selects_the_modalities_the_reader_accepts():
+    from monai_prichexy.deploy.options import RADIOGRAPH_MODALITIES
+    from monai_prichexy.dicom import PROJECTION_MODALITIES
+
+    assert RADIOGRAPH_MODALITIES == PROJECTION_MODALITIES == ("CR", "DX", "DR")

@@ -213,8 +213,8 @@ def test_verification_failure_leaves_nothing(tmp_path, monkeypatch):
     rad, _ = read(tmp_path, rows=16, cols=16, bits_stored=12)
     real_read = writer_module.read_radiograph
 
-    def corrupting_read(path):
-        back = real_read(path)
+    def corrupting_read(path, **kwargs):
+        back = real_read(path, **kwargs)
         back.stored = back.stored.copy()
         back.stored[0, 0] ^= 1
         return back

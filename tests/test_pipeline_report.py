@@ -102,7 +102,7 @@ def anonymized(tmp_path_factory):
     torch.manual_seed(0)  # a generator that barely moves anything, so that each copy keeps its code
     weights = save_checkpoint(root / "g.pt", PriCheXyNet(FlowFieldGenerator(init_features=2), mu=1e-4,
                                                          smoothing="displacement", working_size=32))
-    assert main(["anonymize", str(src), str(out), "--weights", str(weights), "--key-file", str(key_file),
+    assert main(["anonymize", str(src), str(out), "--weights", str(weights), "--key-file", str(key_file), "--new-key",
                  "--no-progress"]) == 0
     from monai_prichexy.pipeline.manifest import read_manifest
 

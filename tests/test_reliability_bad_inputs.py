@@ -209,7 +209,7 @@ def test_cli_batch_goes_on_past_every_bad_file(tmp_path, weights):
         good[kind.name] = kind.build(in_dir / "good" / kind.name / kind.filename)
     before = digest_tree(in_dir)
 
-    result = _cli(["anonymize", in_dir, out_dir, "--weights", weights, "--key-file", key_file,
+    result = _cli(["anonymize", in_dir, out_dir, "--weights", weights, "--key-file", key_file, "--new-key",
                    "--working-size", "32", "--workers", "2", "--no-progress", "--device", "cpu"])
     stderr = result.stderr
     assert result.returncode == 1, stderr

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monai_prichexy.dicom import create_key
 from tests.dicom_fixtures import make_radiograph_dataset, save
 from tests.reliability_corpus import (
     ACCEPTED_KINDS,
@@ -186,6 +187,7 @@ def test_sigkill_20_times_then_resume(tmp_path):
     before = digest_tree(in_dir)
     weights = tiny_checkpoint(tmp_path / "w.pt")
     key = tmp_path / "k.key"
+    create_key(key)  # anonymize never makes a key unasked
     common = ["--weights", weights, "--key-file", key, "--working-size", "32", "--no-progress", "--device", "cpu",
               "--workers", "2"]
     zygote = Zygote(tmp_path)
@@ -252,6 +254,7 @@ def test_real_cli_process_sigkilled_mid_batch_then_resumed(tmp_path):
     good, bad = _build_inputs(in_dir)
     weights = tiny_checkpoint(tmp_path / "w.pt")
     out = tmp_path / "out"
+    create_key(tmp_path / "k.key")
     cmd = [sys.executable, "-m", "monai_prichexy.cli", "anonymize", in_dir, out, "--weights", weights,
            "--key-file", tmp_path / "k.key", "--working-size", "32", "--no-progress", "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
@@ -422,6 +425,7 @@ def test_cli_disk_full_every_output_fails_cleanly(tmp_path, monkeypatch, capsys)
     good, bad = _build_inputs(in_dir)
     before = digest_tree(in_dir)
     weights = tiny_checkpoint(tmp_path / "w.pt")
+    create_key(tmp_path / "k.key")
     _fill_disk(monkeypatch, 120, only_outputs_of=out)
     code = cli.main(["anonymize", str(in_dir), str(out), "--weights", str(weights), "--key-file", str(tmp_path / "k.key"),
                      "--working-size", "32", "--no-progress", "--device", "cpu"])
@@ -465,6 +469,7 @@ def test_cli_disk_full_everywhere_gives_a_clear_error(tmp_path):
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    create_key(tmp_path / "k.key")
     result = subprocess.run(
         [sys.executable, str(runner), "anonymize", str(in_dir), str(out), "--weights", str(weights),
          "--key-file", str(tmp_path / "k.key"), "--working-size", "32", "--no-progress", "--device", "cpu"],

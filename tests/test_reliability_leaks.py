@@ -39,6 +39,7 @@ from tests.dicom_fixtures import (
     PATIENT_GIVEN,
     PATIENT_ID,
     PHI_VALUES,
+    as_radiograph,
     make_radiograph_dataset,
     phi_needles,
     save,
@@ -52,7 +53,8 @@ PHI_DIR = f"{PATIENT_FAMILY}_{PATIENT_GIVEN}_{PATIENT_ID}"
 DEFLATED_NAME = f"deflated_{PATIENT_ID}.dcm"
 TEXT = f"Patient {PATIENT_FAMILY}^{PATIENT_GIVEN} ({PATIENT_ID}) born 1961-03-14, seen 17.05.2023"
 
-#: pydicom test files the reader accepts; their PHI must not survive either
+#: pydicom test files (CT, MR, SC) that the reader accepts once rewritten as DX radiographs
+#: (:func:`as_radiograph`: Modality and SOP class only); their PHI must not survive either
 PYDICOM_ACCEPTED = ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "examples_overlay.dcm", "image_dfl.dcm"]
 
 _ID_KEYWORDS = {
@@ -271,9 +273,7 @@ def build_phi_tree(root: Path) -> dict[str, Path]:
     for name in PYDICOM_ACCEPTED:
         src = pydicom_file(name)
         if src is not None:
-            files[name] = Path(root / "pydicom" / name)
-            files[name].parent.mkdir(parents=True, exist_ok=True)
-            files[name].write_bytes(src.read_bytes())
+            files[name] = as_radiograph(src, root / "pydicom" / name)
     # refused files with PHI inside (names neutral: the operator's listing names failed files)
     refused = root / "refused"
     with warnings.catch_warnings():

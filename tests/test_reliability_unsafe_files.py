@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from monai_prichexy.dicom import create_key
 from tests.reliability_corpus import ACCEPTED_KINDS, tiny_checkpoint, tiny_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +224,7 @@ def test_cli_checks_the_bundle_checksum_before_loading(tmp_path, metadata, small
     good = tiny_checkpoint(tmp_path / "good.pt", seed=0)
     other = tiny_checkpoint(tmp_path / "other.pt", seed=1)
     common = ["--key-file", tmp_path / "k.key", "--working-size", "32", "--no-progress", "--device", "cpu"]
+    create_key(tmp_path / "k.key")
 
     # 1. matching checksum: used, and said to be checked
     root = _bundle_copy(tmp_path / "b1", good, sha256_file(good))

@@ -297,7 +297,7 @@ def test_readme_chain_gives_the_clis_pixels(tmp_path):
     exec(compile(code, "README.md", "exec"), scope)
     chain = np.asarray(scope["out"])[0]
     assert main(["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--weights", str(weights),
-                 "--key-file", str(tmp_path / "k.key"), "--no-progress", "-q"]) == 0
+                 "--key-file", str(tmp_path / "k.key"), "--new-key", "--no-progress", "-q"]) == 0
     (written,) = [p for p in (tmp_path / "out").rglob("*.png")]
     cli = np.asarray(Image.open(written), dtype=np.float64)
     assert cli.shape == chain.shape == (60, 84)

@@ -23,14 +23,33 @@ from .deidentify import (
     patient_pseudonym,
     remap_uid,
 )
-from .errors import BurnedInAnnotationError, DeidentificationError, DicomWriteError, UnsupportedDicomError
-from .reader import Radiograph, compute_view, radiograph_from_dataset, read_radiograph
+from .errors import (
+    BurnedInAnnotationError,
+    DeidentificationError,
+    DicomWriteError,
+    NotARadiographError,
+    UnsupportedDicomError,
+)
+from .reader import (
+    PROJECTION_MODALITIES,
+    RADIOGRAPH_SOP_CLASSES,
+    SECONDARY_CAPTURE_SOP_CLASSES,
+    Radiograph,
+    check_scope,
+    compute_view,
+    radiograph_from_dataset,
+    read_radiograph,
+)
 from .writer import WriteResult, choose_transfer_syntax, write_dataset, write_radiograph
 
 __all__ = [
     "Radiograph",
     "read_radiograph",
     "radiograph_from_dataset",
+    "check_scope",
+    "PROJECTION_MODALITIES",
+    "RADIOGRAPH_SOP_CLASSES",
+    "SECONDARY_CAPTURE_SOP_CLASSES",
     "compute_view",
     "DeidKey",
     "DeidConfig",
@@ -49,6 +68,7 @@ __all__ = [
     "write_dataset",
     "choose_transfer_syntax",
     "UnsupportedDicomError",
+    "NotARadiographError",
     "DeidentificationError",
     "BurnedInAnnotationError",
     "DicomWriteError",

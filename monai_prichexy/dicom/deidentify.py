@@ -49,8 +49,8 @@ On top of the profile:
 * ``retain_patient_characteristics=True`` (113108) keeps PatientAge, PatientSex, PatientSize,
   PatientWeight, PatientSexNeutered, PregnancyStatus and SmokingStatus.
 
-Then PatientIdentityRemoved = YES, DeidentificationMethod (tool, version, profile, options
-and the caller's text) and DeidentificationMethodCodeSequence (113100 Basic Profile, 113103
+Then PatientIdentityRemoved = YES, DeidentificationMethod (several complete LO values of at
+most 64 characters: tool and version, profile, options and the caller's text) and DeidentificationMethodCodeSequence (113100 Basic Profile, 113103
 Clean Graphics, plus 113107 / 113108 when used) are set, and LongitudinalTemporalInformation
 Modified says MODIFIED or REMOVED.
 
@@ -263,8 +263,9 @@ class DeidConfig:
     Args:
         key: the secret (:class:`DeidKey` or >= 16 raw bytes).
         dates: ``"remove"`` (profile default) or ``"shift"`` (per-patient offset, 113107).
-        method_info: extra text for DeidentificationMethod, e.g.
-            ``"PriCheXy-Net pixel deformation mu=0.01"`` (must not contain PHI).
+        method_info: extra values for DeidentificationMethod (must not contain PHI): a
+            sequence of texts, or one text whose ``;``-separated items become separate values,
+            e.g. ``"PriCheXy-Net pixel deformation; mu=0.01 smoothing=grid"``.
         allow_burned_in: accept ``BurnedInAnnotation == "YES"`` (pixel text stays!).
         retain_patient_characteristics: keep age, sex, size, weight, ... (113108).
         max_shift_days: offsets are drawn in ``-max_shift_days .. -1``.
@@ -273,7 +274,7 @@ class DeidConfig:
 
     key: DeidKey | bytes
     dates: Literal["remove", "shift"] = "remove"
-    method_info: str = ""
+    method_info: str | tuple[str, ...] = ""
     allow_burned_in: bool = False
     retain_patient_characteristics: bool = False
     max_shift_days: int = 365
@@ -286,6 +287,8 @@ class DeidConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", _as_key(self.key))
+        if not isinstance(self.method_info, str):
+            object.__setattr__(self, "method_info", tuple(str(v) for v in self.method_info))
         if self.dates not in ("remove", "shift"):
             raise ValueError(f"dates must be 'remove' or 'shift', not {self.dates!r}")
         if self.max_shift_days < 1:
@@ -648,7 +651,36 @@ def _patient_key(ds: Dataset) -> str:
     return ""
 
 
+#: most characters of one LO value
+_LO_MAX = 64
+
+
+def _lo_values(text: str) -> list[str]:
+    """``text`` as complete LO values: split at ``;`` into items, an item longer than 64
+    characters wrapped at spaces. Only a single word longer than 64 characters (which no text
+    of this package has) is cut, at 64."""
+    values = []
+    for item in str(text).replace("\\", "/").split(";"):
+        item = " ".join(item.split())
+        while item:
+            if len(item) <= _LO_MAX:
+                values.append(item)
+                break
+            cut = item.rfind(" ", 0, _LO_MAX + 1)
+            cut = _LO_MAX if cut <= 0 else cut
+            values.append(item[:cut].strip())
+            item = item[cut:].strip()
+    return values
+
+
 def _method_values(config: DeidConfig, table: str) -> list[str]:
+    """DeidentificationMethod (0012,0063), a multi-valued LO: one complete value per fact.
+
+    Tool and version; profile and table; the date option; what is removed on top of the
+    profile; retained characteristics and burned-in text accepted (when so); then the caller's
+    ``method_info`` (a sequence of values, or a text whose ``;``-separated items become values).
+    Each value has at most 64 characters and none is cut inside a word (see :func:`_lo_values`).
+    """
     from .. import __version__
 
     values = [
@@ -659,15 +691,12 @@ def _method_values(config: DeidConfig, table: str) -> list[str]:
     ]
     if config.retain_patient_characteristics:
         values.append("patient characteristics retained")
-    text = " ".join(str(config.method_info).replace("\\", "/").split())
-    while text:  # LO: at most 64 characters per value
-        if len(text) <= 64:
-            values.append(text)
-            break
-        cut = text.rfind(" ", 0, 65)
-        cut = 64 if cut <= 0 else cut
-        values.append(text[:cut].strip())
-        text = text[cut:].strip()
+    if config.allow_burned_in:
+        values.append("burned-in annotation accepted, not removed")
+    info = config.method_info
+    items = [info] if isinstance(info, str) else list(info or ())
+    for item in items:
+        values.extend(_lo_values(item))
     return values
 
 

@@ -11,6 +11,7 @@ import os
 
 __all__ = [
     "UnsupportedDicomError",
+    "NotARadiographError",
     "DeidentificationError",
     "BurnedInAnnotationError",
     "DicomWriteError",
@@ -30,6 +31,15 @@ class UnsupportedDicomError(ValueError):
         self.reason = reason
         where = "<in-memory dataset>" if self.path is None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class NotARadiographError(UnsupportedDicomError):
+    """A readable DICOM image that is out of scope: not a projection radiograph (CT, MR, US, NM,
+    PET, RT, mammography, ...) or a Secondary Capture that was not explicitly allowed.
+
+    A subclass of :class:`UnsupportedDicomError`, so a batch records it like any other refused
+    input (status ``failed`` with the reason in the manifest).
+    """
 
 
 class DeidentificationError(ValueError):

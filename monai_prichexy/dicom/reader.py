@@ -12,6 +12,26 @@
 Anything else is refused with :class:`~monai_prichexy.dicom.errors.UnsupportedDicomError`
 whose message names the file and the reason.
 
+Scope (:func:`check_scope`, after the structural checks and before the pixels are decoded):
+only projection radiographs are accepted, judged by Modality and SOP Class UID:
+
+* Modality CR, DX or DR (DR is no DICOM defined term but some vendors write it). Every other
+  modality (CT, MR, US, NM, PT, MG, IO, XA, RF, RT*, OT, ...) is refused, RG (film/screen) as
+  well: the networks were trained on CR/DX chest radiographs only.
+* SOP Class CR Image Storage or Digital X-Ray Image Storage (for presentation or for
+  processing). Every other class (CT, MR, US, NM, PET, RT, mammography, intra-oral, enhanced
+  and multi-frame classes, ...) is refused.
+* Secondary Capture (``1.2.840.10008.5.1.4.1.1.7`` and its multi-frame variants ``.7.1`` to
+  ``.7.4``) is refused unless ``allow_secondary_capture=True`` (CLI:
+  ``--allow-secondary-capture``); then its Modality may also be OT or missing. The
+  multi-frame variants are still refused by the single-frame check.
+* A missing Modality is decided by the SOP class; a missing SOP class by the Modality. A
+  dataset without both (possible only for an in-memory dataset or a sloppy file) is accepted,
+  as before this check existed.
+
+Out-of-scope files raise :class:`~monai_prichexy.dicom.errors.NotARadiographError` (a subclass
+of ``UnsupportedDicomError``).
+
 Files without the 128-byte preamble and ``DICM`` prefix (raw datasets, old archives) are read
 with ``force=True`` and accepted only when they parse as a complete image dataset: a SOP
 Class UID, every mandatory image attribute, native (not encapsulated) pixel data of exactly
@@ -41,13 +61,17 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from .errors import UnsupportedDicomError
+from .errors import NotARadiographError, UnsupportedDicomError
 
 __all__ = [
     "Radiograph",
     "read_radiograph",
     "radiograph_from_dataset",
     "compute_view",
+    "check_scope",
+    "PROJECTION_MODALITIES",
+    "RADIOGRAPH_SOP_CLASSES",
+    "SECONDARY_CAPTURE_SOP_CLASSES",
     "LOSSLESS_TRANSFER_SYNTAXES",
     "MIN_SIZE",
     "MAX_SIZE",
@@ -78,6 +102,25 @@ LOSSLESS_TRANSFER_SYNTAXES = frozenset(
         "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
     )
 )
+
+#: modalities of the projection radiographs accepted (see the module docstring)
+PROJECTION_MODALITIES = ("CR", "DX", "DR")
+
+#: SOP classes of projection radiographs accepted
+RADIOGRAPH_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+}
+
+#: Secondary Capture SOP classes, accepted only with ``allow_secondary_capture``
+SECONDARY_CAPTURE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image Storage",
+}
 
 _MANDATORY = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
 _FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)  # Float / Double Float Pixel Data
@@ -275,6 +318,48 @@ def _check_header(ds: Dataset, path) -> dict:
     )
 
 
+def _text_value(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a value pydicom cannot convert: treated as missing
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else ""
+    return str(value or "").strip()
+
+
+def check_scope(ds: Dataset, path=None, allow_secondary_capture: bool = False) -> None:
+    """Refuse a dataset that is not a projection radiograph (see the module docstring).
+
+    Raises:
+        NotARadiographError: the message names the file and says why, e.g. ``modality CT is
+            not a projection radiograph (accepted: CR, DX, DR)``.
+    """
+    modality = _text_value(ds, "Modality").upper()
+    sop_class = _text_value(ds, "SOPClassUID")
+    secondary = sop_class in SECONDARY_CAPTURE_SOP_CLASSES
+    if secondary and not allow_secondary_capture and modality in ("", "OT", *PROJECTION_MODALITIES):
+        raise NotARadiographError(
+            path,
+            f"{SECONDARY_CAPTURE_SOP_CLASSES[sop_class]} (SOP class {sop_class}) is refused unless Secondary "
+            "Capture is explicitly allowed (--allow-secondary-capture)",
+        )
+    accepted = PROJECTION_MODALITIES + (("OT",) if secondary and allow_secondary_capture else ())
+    if modality and modality not in accepted:
+        raise NotARadiographError(
+            path, f"modality {modality} is not a projection radiograph (accepted: {', '.join(accepted)})"
+        )
+    if not sop_class or sop_class in RADIOGRAPH_SOP_CLASSES or (secondary and allow_secondary_capture):
+        return
+    name = UID(sop_class).name if UID(sop_class).is_valid else "unknown"
+    described = f"{name} ({sop_class})" if name != sop_class else sop_class
+    raise NotARadiographError(
+        path,
+        f"SOP class {described} is not a projection radiograph (accepted: CR Image Storage, "
+        "Digital X-Ray Image Storage)",
+    )
+
+
 def _transfer_syntax(ds: Dataset) -> UID:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -354,7 +439,9 @@ def compute_view(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(view, dtype=np.float32)
 
 
-def radiograph_from_dataset(ds: Dataset, path: str | os.PathLike | None = None) -> Radiograph:
+def radiograph_from_dataset(
+    ds: Dataset, path: str | os.PathLike | None = None, *, allow_secondary_capture: bool = False
+) -> Radiograph:
     """Validate and decode an in-memory dataset (the checks of :func:`read_radiograph`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's value warnings on sloppy headers
@@ -385,6 +472,8 @@ def radiograph_from_dataset(ds: Dataset, path: str | os.PathLike | None = None) 
                 f"pixel data has {raw_len} bytes, more than Rows*Columns*BitsAllocated/8 = {expected}"
                 " (inconsistent; undeclared frames?)",
             )
+
+    check_scope(ds, path, allow_secondary_capture=allow_secondary_capture)
 
     # pydicom needs these to decode; fill defaults of a sloppy header in memory only
     for keyword, value in (
@@ -440,10 +529,16 @@ def radiograph_from_dataset(ds: Dataset, path: str | os.PathLike | None = None) 
     )
 
 
-def read_radiograph(path: str | os.PathLike) -> Radiograph:
-    """Read and decode one single-frame grayscale radiograph.
+def read_radiograph(path: str | os.PathLike, *, allow_secondary_capture: bool = False) -> Radiograph:
+    """Read and decode one single-frame grayscale projection radiograph.
+
+    Args:
+        path: the file (only opened for reading).
+        allow_secondary_capture: accept Secondary Capture images (see :func:`check_scope`).
 
     Raises:
+        NotARadiographError: not a projection radiograph (CT, MR, US, NM, PT, ..., or a
+            Secondary Capture without ``allow_secondary_capture``); see :func:`check_scope`.
         UnsupportedDicomError: the file is not DICOM, is corrupt or truncated, has no pixel data,
             is colour, multi-frame, 1-bit, float, more than 16 bits, smaller than 8 or larger
             than 16384 pixels per side, lacks mandatory attributes, has pixel data whose length
@@ -457,4 +552,4 @@ def read_radiograph(path: str | os.PathLike) -> Radiograph:
     if not path.is_file():  # opening a FIFO would block forever, a device may never end
         raise _refuse(path, "not a regular file (FIFO, device or socket)")
     ds = _read_dataset(path)
-    return radiograph_from_dataset(ds, path)
+    return radiograph_from_dataset(ds, path, allow_secondary_capture=allow_secondary_capture)

@@ -182,7 +182,8 @@ def _set_pixels(ds: Dataset, arr: np.ndarray, ts: UID, info: dict) -> tuple[UID,
 
 
 def _verify(path: Path, arr: np.ndarray, sop_uid: str) -> None:
-    check = read_radiograph(path)  # full validation by our own reader
+    # full validation by our own reader; the scope (modality, SOP class) was decided on the input
+    check = read_radiograph(path, allow_secondary_capture=True)
     meta_uid = str(check.dataset.file_meta.get("MediaStorageSOPInstanceUID", ""))
     if meta_uid != sop_uid or str(check.dataset.get("SOPInstanceUID", "")) != sop_uid:
         raise DicomWriteError(f"{path}: SOP Instance UID of file meta and dataset differ after writing")

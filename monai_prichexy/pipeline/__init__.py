@@ -37,6 +37,7 @@ _LAZY = {
     "write_image": ".formats",
     "Manifest": ".manifest",
     "ManifestError": ".manifest",
+    "check_output_folder": ".manifest",
     "Pseudonymizer": ".naming",
     "walk_files": ".walk",
     "WeightsNotFoundError": ".weights",

@@ -69,10 +69,14 @@ class Deformer:
     def working_size(self):
         return self.network.working_size
 
+    def method_values(self) -> tuple[str, ...]:
+        """Values for DeidentificationMethod and the manifest (no PHI), each a complete LO value."""
+        values = ("PriCheXy-Net pixel deformation", f"mu={self.mu:g} smoothing={self.smoothing}")
+        return values + ((f"weights sha256 {self.weights_sha256[:16]}",) if self.weights_sha256 else ())
+
     def describe(self) -> str:
-        """Text for DeidentificationMethod and the manifest (no PHI)."""
-        sha = f" weights sha256 {self.weights_sha256[:16]}" if self.weights_sha256 else ""
-        return f"PriCheXy-Net pixel deformation mu={self.mu:g} smoothing={self.smoothing}{sha}"
+        """:meth:`method_values` as one text (``;``-separated)."""
+        return "; ".join(self.method_values())
 
     @torch.no_grad()
     def deform(self, values: np.ndarray, view: np.ndarray | None = None, value_range=None) -> np.ndarray:
@@ -123,11 +127,15 @@ class FileAnonymizer:
     Args:
         deformer: the pixel deformation.
         deid: header de-identification options (key, dates, allow_burned_in); its
-            ``method_info`` is filled with :meth:`Deformer.describe` when empty.
+            ``method_info`` is filled with :meth:`Deformer.method_values` when empty.
         jpeg_quality: quality of re-encoded JPEG outputs.
+        allow_secondary_capture: accept DICOM Secondary Capture images; by default only CR / DX
+            projection radiographs are (:func:`~monai_prichexy.dicom.reader.check_scope`).
     """
 
-    def __init__(self, deformer: Deformer, deid: DeidConfig, jpeg_quality: int = 95) -> None:
+    def __init__(
+        self, deformer: Deformer, deid: DeidConfig, jpeg_quality: int = 95, allow_secondary_capture: bool = False
+    ) -> None:
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
         self.deformer = deformer
@@ -135,7 +143,7 @@ class FileAnonymizer:
             deid = DeidConfig(
                 key=deid.key,
                 dates=deid.dates,
-                method_info=deformer.describe(),
+                method_info=deformer.method_values(),
                 allow_burned_in=deid.allow_burned_in,
                 retain_patient_characteristics=deid.retain_patient_characteristics,
                 max_shift_days=deid.max_shift_days,
@@ -143,6 +151,7 @@ class FileAnonymizer:
             )
         self.deid = deid
         self.jpeg_quality = int(jpeg_quality)
+        self.allow_secondary_capture = bool(allow_secondary_capture)
 
     @staticmethod
     def suffix(kind: str) -> str:
@@ -166,7 +175,7 @@ class FileAnonymizer:
             raise named from None
 
     def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
-        rad = read_radiograph(src)
+        rad = read_radiograph(src, allow_secondary_capture=self.allow_secondary_capture)
         low, high = rad.value_range
         warped = self.deformer.deform(rad.stored, view=rad.view, value_range=(low, high))
         rad_view_shape = rad.view.shape

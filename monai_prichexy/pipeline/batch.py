@@ -12,6 +12,14 @@ left in OUT are removed; a file whose manifest entry says ``ok`` with the same k
 digest and whose output exists is skipped; everything else (new, changed, failed before, or
 written but not yet recorded) is processed again. Inputs are only opened for reading; OUT may
 not be IN or inside it, nor contain it.
+
+What OUT holds afterwards: the outputs and the state folder ``OUT/.prichexy/`` (manifest,
+``run.json`` with the settings and key fingerprint, ``summary.json``; no PHI, see
+:mod:`.manifest`), nothing else: temp files are removed when a write fails (and those of a
+killed run on the next start), folders left empty by failed files are removed at the end, and
+the lock is on the state folder itself. OUT must be new, empty or a previous run of the same
+job (:func:`~.manifest.check_output_folder`; same key, input folder and settings): an OUT with
+other files in it is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..dicom import UnsupportedDicomError
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from .formats import SUFFIXES, UnsupportedImageError, detect_format
-from .manifest import Manifest, ManifestEntry
+from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
 from .naming import Pseudonymizer, sha256_stream
 from .walk import WalkEntry, walk_files
 
@@ -63,6 +71,7 @@ class BatchSummary:
     out_dir: Path | None = None
     manifest: Path | None = None
     interrupted: bool = False
+    key_fingerprint: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +103,7 @@ class BatchSummary:
             "resumed": self.resumed,
             "interrupted": self.interrupted,
             "elapsed_s": round(self.elapsed, 3),
+            "key_fingerprint": self.key_fingerprint,
         }
 
 
@@ -128,6 +138,24 @@ def check_in_out(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
 def _sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
         return sha256_stream(handle)
+
+
+def input_id(key, in_dir: Path) -> str:
+    """Keyed id of the input folder (its resolved path), recorded in ``run.json``: a resumed run
+    must read the same IN. Without the key it reveals nothing about the path."""
+    return key.digest(b"monai_prichexy input folder\x00" + os.fsencode(os.fspath(in_dir))).hex()[:16]
+
+
+def _remove_empty_folders(out_dir: Path) -> None:
+    """Remove folders under OUT that hold nothing (made for a file that then failed)."""
+    for folder, dirs, files in os.walk(out_dir, topdown=False, followlinks=False):
+        path = Path(folder)
+        if path == out_dir or STATE_DIR in path.relative_to(out_dir).parts[:1]:
+            continue
+        try:
+            os.rmdir(path)  # fails (and is left alone) unless empty
+        except OSError:
+            pass
 
 
 def count_files(in_dir: Path, exclude=()) -> int:
@@ -230,27 +258,31 @@ def anonymize_tree(
             path relative to ``in_dir`` (for logging to the operator's console).
 
     Raises:
-        ValueError: bad IN / OUT; ManifestError: OUT locked or started with other settings.
+        ValueError: bad IN / OUT; ManifestError: OUT holds other files, is locked, or was
+            started with other settings (another key, input folder, weights, ...).
     """
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     workers = int(workers)
     src, dst = check_in_out(in_dir, out_dir)
+    check_output_folder(dst)  # new, empty or a previous run; nothing written before this
     dst.mkdir(parents=True, exist_ok=True)
     deformer, deid = anonymizer.deformer, anonymizer.deid
     key = deid.key
     pseudonymizer = Pseudonymizer(key)
     run_settings = {
         "key_fingerprint": key.fingerprint,
+        "input_id": input_id(key, src),
         "mu": deformer.mu,
         "smoothing": deformer.smoothing,
         "working_size": list(deformer.working_size) if deformer.working_size else None,
         "weights_sha256": deformer.weights_sha256,
         "dates": deid.dates,
         "method": deid.method_info,
+        "allow_secondary_capture": bool(getattr(anonymizer, "allow_secondary_capture", False)),
         **dict(settings or {}),
     }
-    summary = BatchSummary(out_dir=dst)
+    summary = BatchSummary(out_dir=dst, key_fingerprint=key.fingerprint)
     start = time.perf_counter()
     with Manifest(dst) as manifest:
         summary.resumed = manifest.open(run_settings)
@@ -309,6 +341,7 @@ def anonymize_tree(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+            _remove_empty_folders(dst)
             summary.elapsed = time.perf_counter() - start
             atomic_write_bytes(
                 manifest.dir / "summary.json",

@@ -15,9 +15,18 @@ Each line: ``id`` (keyed pseudonym of the input's relative path, also the output
 ``output_sha256``. No input path, name or header value is stored: the manifest can be
 published with the data. The latest line of an id wins.
 
-``run.json`` beside it records the settings of the run (key fingerprint, mu, weights SHA-256,
-dates option, ...); resuming with other settings is refused, since it would mix two
-different anonymizations in one release. A lock file keeps two runs off the same OUT.
+``run.json`` beside it records the settings of the run (key fingerprint, keyed id of the input
+folder, mu, weights SHA-256, dates option, ...); resuming with other settings is refused,
+since it would mix two different anonymizations in one release. ``summary.json`` holds the
+counts of the last run (and the key fingerprint). An advisory lock on the state folder itself
+(``flock``; no lock file) keeps two runs off the same OUT.
+
+The state folder ``OUT/.prichexy/`` is what makes a run resumable and is kept; it holds no
+PHI (keyed ids and digests, counts, settings, reasons scrubbed of input names) and can be
+published with the outputs. Everything else in OUT is an output file.
+
+:func:`check_output_folder` decides whether OUT may be used at all: it must not exist, be
+empty, or be a previous run (``.prichexy/run.json``); the same job is then checked on open.
 """
 
 from __future__ import annotations
@@ -36,19 +45,60 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["Manifest", "ManifestError", "ManifestEntry", "STATE_DIR", "SETTINGS_COMPARED", "read_manifest"]
+__all__ = [
+    "Manifest",
+    "ManifestError",
+    "ManifestEntry",
+    "STATE_DIR",
+    "SETTINGS_COMPARED",
+    "check_output_folder",
+    "read_manifest",
+]
 
 STATE_DIR = ".prichexy"
 MANIFEST_NAME = "manifest.jsonl"
 SETTINGS_NAME = "run.json"
-LOCK_NAME = "lock"
+LEGACY_LOCK_NAME = "lock"  # lock file of earlier versions, removed on open
 FORMAT = "monai_prichexy-manifest/1"
 #: settings that must be equal to resume a run
 SETTINGS_COMPARED = ("key_fingerprint", "mu", "smoothing", "working_size", "weights_sha256", "dates")
+#: settings compared when the earlier run recorded them too (older versions did not)
+SETTINGS_COMPARED_IF_RECORDED = ("input_id",)
 
 
 class ManifestError(RuntimeError):
     """The output folder cannot be (re)used: locked, or started with other settings."""
+
+
+def check_output_folder(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Whether OUT may be written: it does not exist, is empty, or is a previous run.
+
+    Returns the settings recorded by the previous run (``.prichexy/run.json``), or None for a
+    new or empty OUT (a state folder without ``run.json``, left by a run killed at its very
+    start, counts as empty). Whether the previous run is the same job (key, input, weights,
+    ...) is checked by :meth:`Manifest.open`.
+
+    Raises:
+        ManifestError: OUT holds files that are not a previous run of this tool; the message
+            names OUT and what is in the way. Nothing is written.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    settings_path = out / STATE_DIR / SETTINGS_NAME
+    if settings_path.is_file():
+        try:
+            return dict(json.loads(settings_path.read_text(encoding="utf-8")).get("settings", {}))
+        except (OSError, ValueError, AttributeError) as err:
+            raise ManifestError(f"{settings_path}: unreadable ({err}); use a new output folder") from None
+    in_the_way = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in os.scandir(out) if entry.name != STATE_DIR)
+    if not in_the_way:
+        return None
+    shown = ", ".join(in_the_way[:5]) + (f" and {len(in_the_way) - 5} more" if len(in_the_way) > 5 else "")
+    raise ManifestError(
+        f"output folder {out} is not empty and is not an earlier run of monai-prichexy anonymize (no "
+        f"{STATE_DIR}/{SETTINGS_NAME}); in the way: {shown}. Use a new or empty output folder"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,7 +168,8 @@ class Manifest:
         self.close()
 
     def _lock(self) -> None:
-        self._lock_fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        """Lock the state folder itself (no lock file is left in OUT)."""
+        self._lock_fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         if fcntl is None:
             return
         try:
@@ -127,6 +178,10 @@ class Manifest:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise ManifestError(f"{self.out_dir}: another monai-prichexy run is writing to this folder") from None
+        try:
+            (self.dir / LEGACY_LOCK_NAME).unlink()
+        except FileNotFoundError:
+            pass
 
     def _check_settings(self, settings: Mapping[str, Any]) -> None:
         try:
@@ -138,8 +193,18 @@ class Manifest:
             for name in SETTINGS_COMPARED
             if saved.get(name) != settings.get(name)
         ]
+        diffs += [
+            f"{name}: another input folder than before"
+            for name in SETTINGS_COMPARED_IF_RECORDED
+            if name in saved and name in settings and saved[name] != settings[name]
+        ]
         if diffs:
-            hint = " (pass the same --key-file)" if any(d.startswith("key_fingerprint") for d in diffs) else ""
+            hints = []
+            if any(d.startswith("key_fingerprint") for d in diffs):
+                hints.append("pass the same --key-file")
+            if any(d.startswith("input_id") for d in diffs):
+                hints.append("pass the same IN")
+            hint = f" ({'; '.join(hints)})" if hints else ""
             raise ManifestError(
                 f"{self.out_dir} was started with other settings{hint}: " + "; ".join(diffs)
                 + ". Resuming would mix two anonymizations; use a new output folder."

@@ -65,7 +65,8 @@ class ReportResult:
 def load_view(path: str | os.PathLike, kind: str) -> np.ndarray:
     """The network view of a file, float32 ``(rows, cols)`` in [0, 1]."""
     if kind == "dicom":
-        return read_radiograph(path).view
+        # only files the run accepted are paired: its scope decision (e.g. --allow-secondary-capture) stands
+        return read_radiograph(path, allow_secondary_capture=True).view
     arr = read_image(path, kind).array.astype(np.float32)
     low, high = float(arr.min()), float(arr.max())
     return (arr - low) / (high - low) if high > low else np.zeros_like(arr)
