@@ -71,8 +71,11 @@ def test_argument_errors_exit_2_without_importing_torch_or_monai(tmp_path):
 def test_the_probe_would_see_torch(tmp_path):
     """Guard: a command line that gets as far as loading weights does import torch, so the test
     above would fail if validation came after it."""
+    from monai_prichexy.dicom import create_key
+
     in_dir = tmp_path / "in"
     in_dir.mkdir()
+    create_key(tmp_path / "k.key")  # a key exists: the run gets as far as the weights
     argv = {"bad weights": ["anonymize", str(in_dir), str(tmp_path / "out"), "--weights", str(tmp_path / "none.pt"),
                             "--key-file", str(tmp_path / "k.key")]}
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -66,7 +66,7 @@ def test_anonymize_and_report_log_no_phi_in_process(tmp_path, weights, caplog, c
     caplog.set_level(logging.DEBUG)
     src = phi_input(tmp_path)
     out, key = tmp_path / "out", tmp_path / "k.key"
-    status = main(["anonymize", str(src), str(out), "--weights", str(weights), "--key-file", str(key),
+    status = main(["anonymize", str(src), str(out), "--weights", str(weights), "--key-file", str(key), "--new-key",
                    "--working-size", "32", "--device", "cpu", "--workers", "2"])
     assert status == 1  # the burned-in file
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_anonymize_subprocess_output_has_no_phi(tmp_path, weights):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "always"}
     proc = subprocess.run(
         [sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(src), str(tmp_path / "out"), "--weights",
-         str(weights), "--key-file", str(tmp_path / "k.key"), "--working-size", "32", "--device", "cpu"],
+         str(weights), "--key-file", str(tmp_path / "k.key"), "--new-key", "--working-size", "32", "--device", "cpu"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1, proc.stderr
