@@ -298,42 +298,51 @@ def _condition(release: dict[str, Any], real: dict[str, Any], data: _AuditData, 
 
 
 # ---------------------------------------------------------------------------------- the audit
-def _views(pairs: list[PairedFile], size: int, progress: bool) -> tuple[Any, Any, list[np.ndarray]]:
+def _views(pairs: list[PairedFile], size: int, generator: Any, n_pictures: int, progress: bool):
+    """One pass over the files, memory bounded (no full-size view is kept).
+
+    Returns the originals and the copies at ``size``, the batch generator's displacement
+    statistics on the originals' 256-px views (None without a generator) and the first
+    ``n_pictures`` (original, copy) pairs at 256 px for the picture.
+    """
     import torch
     from tqdm.auto import tqdm
 
+    from ..metrics.displacement import DisplacementAccumulator
     from .report import load_view, network_input
 
-    originals, anonymized, native = [], [], []
-    for pair in tqdm(pairs, unit="image", desc="read", disable=not progress, dynamic_ncols=True):
-        view = load_view(pair.original, pair.kind)
-        originals.append(network_input(view, size)[0])
-        anonymized.append(network_input(load_view(pair.anonymized, pair.kind), size)[0])
-        native.append(view)
-    return torch.stack(originals), torch.stack(anonymized), native
-
-
-def _random_warp(native: list[np.ndarray], generator: Any, size: int, seed: int) -> tuple[Any, dict[str, Any]]:
-    """The generator's mean displacement on the originals, and a random warp of that size on each original."""
-    import torch
-    from ..engines.anonymizers import RandomDeformation
-    from ..metrics.displacement import DisplacementAccumulator
-    from .report import network_input
-
-    accumulator = None
+    originals, anonymized, pictures, accumulator = [], [], [], None
     with torch.no_grad():
-        for view in native:
-            x = network_input(view, 256)
-            if accumulator is None:
-                accumulator = DisplacementAccumulator(generator.working_size, generator.frame_px(x.shape[-1]))
-            accumulator.update(generator.displacement(x.to(next(generator.parameters()).device)).cpu())
-        stats = accumulator.compute()
-        work = generator.working_size
-        control = RandomDeformation(stats["interior"]["mean_normalised"], smoothing=generator.smoothing, seed=seed,
-                                    working_size=None if work is None else int(work[0]), budget_px=generator.budget_px)
-        warped = [network_input(control(torch.as_tensor(v, dtype=torch.float32)[None, None])[0, 0].numpy(), size)[0]
-                  for v in native]
-    return torch.stack(warped), stats
+        for k, pair in enumerate(tqdm(pairs, unit="image", desc="read", disable=not progress, dynamic_ncols=True)):
+            view, copy = load_view(pair.original, pair.kind), load_view(pair.anonymized, pair.kind)
+            originals.append(network_input(view, size)[0])
+            anonymized.append(network_input(copy, size)[0])
+            if generator is not None or k < n_pictures:
+                x = network_input(view, 256)
+            if generator is not None:
+                if accumulator is None:
+                    accumulator = DisplacementAccumulator(generator.working_size, generator.frame_px(x.shape[-1]))
+                accumulator.update(generator.displacement(x.to(next(generator.parameters()).device)).cpu())
+            if k < n_pictures:
+                pictures.append((x[0], network_input(copy, 256)[0]))
+    stats = None if accumulator is None else accumulator.compute()
+    return torch.stack(originals), torch.stack(anonymized), stats, pictures
+
+
+def _random_warp(pairs: list[PairedFile], generator: Any, stats: dict[str, Any], size: int, seed: int) -> Any:
+    """A random warp of the generator's mean displacement on each original (read again, at native size)."""
+    import torch
+
+    from ..engines.anonymizers import RandomDeformation
+    from .report import load_view, network_input
+
+    work = generator.working_size
+    control = RandomDeformation(stats["interior"]["mean_normalised"], smoothing=generator.smoothing, seed=seed,
+                                working_size=None if work is None else int(work[0]), budget_px=generator.budget_px)
+    with torch.no_grad():
+        warped = [network_input(control(torch.as_tensor(load_view(pair.original, pair.kind), dtype=torch.float32)
+                                        [None, None])[0, 0].numpy(), size)[0] for pair in pairs]
+    return torch.stack(warped)
 
 
 def build_audit(
@@ -362,7 +371,7 @@ def build_audit(
     import torch
 
     from ..engines.release import SplitImages
-    from .report import batch_generator, load_view, network_input
+    from .report import batch_generator
 
     originals, anonymized, out_dir = Path(originals), Path(anonymized), Path(out_dir)
     if not 0.5 <= threshold < 1.0:
@@ -395,15 +404,11 @@ def build_audit(
     if not pairs:
         raise AuditError(f"no original under {originals} could be paired with an anonymized copy in {anonymized} "
                          "and given a patient id")
-    x_real, x_anon, native = _views(pairs, size, progress)
+    generator, displacement_note = batch_generator(run.settings, weights, weights_sha256, device)
+    x_real, x_anon, displacement, pictures = _views(pairs, size, generator, max(1, n_pictures), progress)
+    x_random = None if generator is None else _random_warp(pairs, generator, displacement, size, seeds[0])
     names = [p.output for p in pairs]
     ids = np.array(patients, dtype=object)
-    generator, displacement_note = batch_generator(run.settings, weights, weights_sha256, device)
-    x_random, displacement = (None, None) if generator is None else _random_warp(native, generator, size, seeds[0])
-    n_pictures = max(1, min(n_pictures, len(pairs)))
-    pictures = [(network_input(native[i], 256)[0], network_input(load_view(pairs[i].anonymized, pairs[i].kind), 256)[0])
-                for i in range(n_pictures)]
-    del native
 
     n_patients = len(set(patients))
     n_multi = _multi_patients(patients, list(range(len(patients))))
