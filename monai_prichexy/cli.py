@@ -36,10 +36,10 @@ from pathlib import Path, PurePosixPath
 
 from . import __version__
 from .logsafe import capture_warnings, install as install_phi_filter, install_excepthook
+from .options import (KEY_SUFFIX, add_dates_argument, add_deformation_arguments, add_device_argument,
+                      add_key_file_argument, add_progress_argument, add_weights_arguments, bad_number)
 
 __all__ = ["main", "build_parser", "default_key_path"]
-
-KEY_SUFFIX = ".prichexy-key"
 
 
 class CliError(Exception):
@@ -71,6 +71,10 @@ def _key_path(key_file: str | None, out_dir: Path, in_dir: Path | None = None) -
     return path
 
 
+def _existing_key_message(path: Path) -> str:
+    return f"--new-key: key file {path} exists; not overwriting a key (drop --new-key to use it)"
+
+
 def _missing_key_message(path: Path) -> str:
     return (
         f"key file {path} does not exist; create one first with `monai-prichexy keygen {path}` "
@@ -92,7 +96,7 @@ def _load_key(key_file: str | None, out_dir: Path, in_dir: Path | None = None, c
             try:
                 return create_key(path), path, True
             except FileExistsError:
-                raise CliError(f"--new-key: key file {path} exists; not overwriting a key (drop --new-key to use it)") from None
+                raise CliError(_existing_key_message(path)) from None
         if not path.exists():
             raise CliError(f"key file {path} does not exist; pass the --key-file used for the anonymization")
         return load_key(path), path, False
@@ -172,7 +176,7 @@ def cmd_anonymize(args) -> int:
     key_path = _key_path(args.key_file, out_dir, in_dir)
     recorded = (previous or {}).get("key_fingerprint")
     if args.new_key and key_path.exists():
-        raise CliError(f"--new-key: key file {key_path} exists; not overwriting a key (drop --new-key to use it)")
+        raise CliError(_existing_key_message(key_path))
     if args.new_key and recorded:
         raise CliError(
             f"--new-key: {out_dir} holds a run made with the key of fingerprint {recorded}; a new key cannot resume "
@@ -214,9 +218,13 @@ def cmd_anonymize(args) -> int:
     print(f"outputs: {out_dir}\nmanifest: {summary.manifest}\nkey fingerprint: {key.fingerprint} ({key_path})", file=err)
     if not args.quiet:
         print(f"pixel privacy of these weights: {measured_statement(weights)}", file=err)
-    pseudonym = Pseudonymizer(key).file_id
-    _print_listing("FAILED", summary.failed, summary.n_failed, err, lambda rel: pseudonym(PurePosixPath(rel)))
-    _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err, lambda rel: pseudonym(PurePosixPath(rel)))
+    file_id = Pseudonymizer(key).file_id
+
+    def pseudonym(rel: str) -> str:
+        return file_id(PurePosixPath(rel))
+
+    _print_listing("FAILED", summary.failed, summary.n_failed, err, pseudonym)
+    _print_listing("SKIPPED (not copied)", summary.skipped, summary.n_skipped, err, pseudonym)
     if summary.n_failed or summary.n_skipped:
         print(f"(files are named by their id in the manifest; `monai-prichexy locate IN {out_dir} ID ...` prints their "
               "paths in IN)", file=err)
@@ -311,9 +319,20 @@ def cmd_locate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    """Prepare the demo (:func:`.demo.prepare_demo`), then run its anonymize, report and audit commands."""
+    from .demo import prepare_demo
 
-    return run_demo(args.out_dir, weights=args.weights, workers=args.workers, run=not args.no_run)
+    plan = prepare_demo(args.out_dir, weights=args.weights, workers=args.workers)
+    if args.no_run:
+        return 0
+    status = main(plan.anonymize_cmd)
+    if status not in (0, 1):
+        return status
+    report_status = main(plan.report_cmd + ["--no-progress"])
+    audit_status = main(plan.audit_cmd + ["--no-progress"])  # 1 = not protective: the demo's finding, not its failure
+    print(f"\nanonymized copies: {plan.anonymized}\nreport: {plan.report / 'report.md'}\naudit: {plan.audit / 'audit.md'}",
+          file=sys.stderr)
+    return status or report_status or (audit_status if audit_status not in (0, 1) else 0)
 
 
 def cmd_keygen(args) -> int:
@@ -325,6 +344,18 @@ def cmd_keygen(args) -> int:
         raise CliError(f"{args.key_file} exists; not overwriting a key") from None
     print(f"created {args.key_file} (fingerprint {key.fingerprint}); keep it secret", file=sys.stderr)
     return 0
+
+
+def _add_release_arguments(p: argparse.ArgumentParser, what: str, weights_use: str) -> None:
+    """The arguments ``report`` and ``audit`` share: the two folders, the output, the key and the generator."""
+    p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
+    p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
+    p.add_argument("--out", required=True, help=f"{what} folder (not inside ANONYMIZED or ORIGINALS)")
+    add_key_file_argument(p, f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
+    add_weights_arguments(p, f"the generator that made the batch, {weights_use} (default: the bundle's model.pt when "
+                          "it is the one the batch recorded; otherwise displacement is not measured)")
+    add_device_argument(p)
+    add_progress_argument(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,29 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", metavar="IN", help="input folder (never modified)")
     p.add_argument("output", metavar="OUT", help="output folder (created; not inside IN)")
-    p.add_argument("--weights", help="generator checkpoint (default: the bundle's models/model.pt)")
-    p.add_argument("--weights-sha256", help="expected SHA-256 of the weights (default: from the bundle's metadata.json)")
-    p.add_argument("--mu", type=float, help="deformation strength, a fraction of the image side: the largest shift is mu / 2 of the side, "
-                   "e.g. 0.01 -> 1.28 px at 256 px (default: the checkpoint's)")
-    p.add_argument("--smoothing", choices=("grid", "displacement", "none"), help="default: the checkpoint's, else grid")
-    p.add_argument(
-        "--working-size", type=int, default=None, help="side in pixels of the image the generator sees (default: the checkpoint's, else 256)"
-    )
-    p.add_argument("--key-file", help=f"de-identification key, made beforehand with `monai-prichexy keygen KEY_FILE` "
-                   f"or now with --new-key (default: OUT{KEY_SUFFIX} beside OUT)")
+    add_weights_arguments(p, "generator checkpoint (default: the bundle's models/model.pt)")
+    add_deformation_arguments(p)
+    add_key_file_argument(p, f"de-identification key, made beforehand with `monai-prichexy keygen KEY_FILE` "
+                          f"or now with --new-key (default: OUT{KEY_SUFFIX} beside OUT)")
     p.add_argument("--new-key", action="store_true", help="create a new key at --key-file (or the default path) for this "
                    "run; refused when that file exists or OUT already holds a run (resume it with its key)")
     p.add_argument("--workers", type=int, default=1, help="parallel decode/warp/encode threads, >= 1 (default 1)")
-    p.add_argument("--dates", choices=("remove", "shift"), default="remove", help="DICOM dates: remove (default) or shift per patient")
+    add_dates_argument(p)
     p.add_argument("--allow-burned-in", action="store_true", help="process DICOM with BurnedInAnnotation=YES (the text stays!)")
     p.add_argument(
         "--allow-secondary-capture", action="store_true",
         help="also anonymize DICOM Secondary Capture images (SOP class 1.2.840.10008.5.1.4.1.1.7, e.g. digitized "
         "films) with Modality CR, DX, DR, OT or none; without it they are refused like CT, MR, US, NM and PT",
     )
-    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
+    add_device_argument(p)
     p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs, 1-100 (lossy; default 95)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only the final summary")
     p.set_defaults(func=cmd_anonymize)
 
@@ -379,20 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the verifier's same-patient probability and the classifier's agreement; writes report.md, a histogram "
         "and a per-image CSV (pseudonyms only).",
     )
-    p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
-    p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
+    _add_release_arguments(p, "report", "for its displacement per image")
     p.add_argument("--verifier", help="SiameseVerifier checkpoint (default: the bundle's shipped models/verifier.pt)")
     p.add_argument("--classifier", help="AbnormalityClassifier checkpoint (default: the bundle's shipped models/classifier.pt)")
-    p.add_argument("--out", required=True, help="report folder (not inside ANONYMIZED or ORIGINALS)")
-    p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
     p.add_argument("--verifier-sha256", help="expected SHA-256 of --verifier (64 hex digits; checked before loading)")
     p.add_argument("--classifier-sha256", help="expected SHA-256 of --classifier (64 hex digits; checked before loading)")
-    p.add_argument("--weights", help="the generator that made the batch, for its displacement per image (default: the "
-                   "bundle's model.pt when it is the one the batch recorded; otherwise displacement is not measured)")
-    p.add_argument("--weights-sha256", help="expected SHA-256 of --weights")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold in (0, 1) for label agreement (default 0.5)")
-    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
 
     from .pipeline.audit import add_audit_arguments
@@ -407,16 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes audit.md, summary.json and before_after.png (pseudonyms only). Exit status 0 when the verdict is "
         "protective, 1 when it is not or cannot be measured, 2 on bad arguments.",
     )
-    p.add_argument("originals", metavar="ORIGINALS", help="the input folder of the anonymization")
-    p.add_argument("anonymized", metavar="ANONYMIZED", help="its output folder")
-    p.add_argument("--out", required=True, help="audit folder (not inside ANONYMIZED or ORIGINALS)")
-    p.add_argument("--key-file", help=f"the anonymization's key (default: ANONYMIZED{KEY_SUFFIX})")
+    _add_release_arguments(p, "audit", "for its displacement and the random-warp control")
     add_audit_arguments(p)
-    p.add_argument("--weights", help="the generator that made the batch, for its displacement and the random-warp "
-                   "control (default: the bundle's model.pt when it is the one the batch recorded)")
-    p.add_argument("--weights-sha256", help="expected SHA-256 of --weights")
-    p.add_argument("--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
@@ -433,10 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="make a synthetic demo input and run anonymize + report on it",
+        help="make a synthetic demo input and run anonymize, report and audit on it",
         description="Write OUT_DIR/input (synthetic DICOM and PNG radiographs whose headers, folder and file names "
-        "carry made-up PHI), anonymize it into OUT_DIR/anonymized and write the report to OUT_DIR/report; prints "
-        "the equivalent anonymize and report commands.",
+        "carry made-up PHI), anonymize it into OUT_DIR/anonymized, write the report to OUT_DIR/report and the audit "
+        "to OUT_DIR/audit; prints the equivalent anonymize, report and audit commands.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="new folder for the demo's input, output and report")
     p.add_argument("--weights", help="generator checkpoint (default: the bundle's, else untrained demo weights)")
@@ -459,23 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NUMBER_RULES = (  # dest, valid, message: every numeric option's range (argparse checks the type)
-    ("workers", lambda v: v >= 1, "--workers must be >= 1"),
-    ("jpeg_quality", lambda v: 1 <= v <= 100, "--jpeg-quality must be in 1..100"),
-    ("mu", lambda v: 0 <= v <= 1, "--mu must be in [0, 1]"),
-    ("working_size", lambda v: v >= 16 and v % 16 == 0, "--working-size must be a positive multiple of 16"),
-    ("threshold", lambda v: 0 < v < 1, "--threshold must be in (0, 1)"),
-)
-
-
-def _bad_number(args) -> str | None:
-    for dest, valid, message in _NUMBER_RULES:
-        value = getattr(args, dest, None)
-        if value is not None and not valid(value):
-            return f"{message}, got {value}"
-    return None
-
-
 def _sigterm(signum, frame):  # pragma: no cover - exercised by the resume test through SIGTERM-less SIGKILL
     raise KeyboardInterrupt
 
@@ -486,7 +478,7 @@ def main(argv=None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    bad = _bad_number(args)  # before torch / MONAI is imported: a typo fails at once
+    bad = bad_number(args)  # before torch / MONAI is imported: a typo fails at once
     if bad:
         parser.error(bad)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

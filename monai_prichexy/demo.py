@@ -3,7 +3,7 @@
 Creates ``OUT_DIR/input/`` with DICOM radiographs whose headers (and folder names) are full of
 made-up PHI -- MONOCHROME2 and MONOCHROME1, 12-bit, uncompressed and RLE Lossless -- and two
 PNGs (8- and 16-bit) and its own key ``OUT_DIR/demo.prichexy-key`` (as ``keygen`` makes it,
-when missing); then runs ``anonymize`` into ``OUT_DIR/anonymized/``, ``report`` into
+when missing); ``monai-prichexy demo`` then runs ``anonymize`` into ``OUT_DIR/anonymized/``, ``report`` into
 ``OUT_DIR/report/`` and ``audit`` into ``OUT_DIR/audit/`` (with the shipped attack networks: the
 demo has too few patients to train fresh ones) and prints where everything is and the equivalent
 commands.
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_demo_input", "synthetic_radiograph", "run_demo", "DEMO_PHI"]
+__all__ = ["make_demo_input", "synthetic_radiograph", "prepare_demo", "DemoPlan", "DEMO_PHI"]
 
 #: the made-up identifying values of the demo headers (none may survive anonymization)
 DEMO_PHI = {
@@ -138,9 +139,24 @@ def _demo_networks(models: Path, want_generator: bool) -> tuple[Path | None, Pat
     return generator, verifier, classifier
 
 
-def run_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: int = 1, run: bool = True) -> int:
-    """Create the demo input under ``out_dir`` and (``run``) anonymize it and report on it."""
-    from .cli import main as cli_main
+@dataclass(frozen=True)
+class DemoPlan:
+    """The demo's folders and the ``monai-prichexy`` command lines that run it (argv without the program)."""
+
+    anonymized: Path
+    report: Path
+    audit: Path
+    anonymize_cmd: list[str]
+    report_cmd: list[str]
+    audit_cmd: list[str]
+
+
+def prepare_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: int = 1) -> DemoPlan:
+    """Create the demo input, its key and (when needed) untrained stand-in networks under ``out_dir``.
+
+    Returns the command lines that anonymize it, report on it and audit it; ``monai-prichexy demo``
+    runs them (this module does not import the CLI: the CLI drives the demo, not the reverse).
+    """
     from .pipeline.weights import default_weights_path
 
     out_dir = Path(out_dir)
@@ -179,12 +195,4 @@ def run_demo(out_dir: str | os.PathLike, weights: str | None = None, workers: in
     audit_cmd = ["audit", str(input_dir), str(anonymized), "--key-file", str(key_file), "--out", str(audit)]
     print(f"demo input: {input_dir}", file=err)
     print("commands:\n" + "".join(f"  monai-prichexy {' '.join(c)}\n" for c in (anonymize_cmd, report_cmd, audit_cmd)), file=err)
-    if not run:
-        return 0
-    status = cli_main(anonymize_cmd)
-    if status not in (0, 1):
-        return status
-    report_status = cli_main(report_cmd + ["--no-progress"])
-    audit_status = cli_main(audit_cmd + ["--no-progress"])  # 1 = not protective: the demo's finding, not its failure
-    print(f"\nanonymized copies: {anonymized}\nreport: {report / 'report.md'}\naudit: {audit / 'audit.md'}", file=err)
-    return status or report_status or (audit_status if audit_status not in (0, 1) else 0)
+    return DemoPlan(anonymized, report, audit, anonymize_cmd, report_cmd, audit_cmd)

@@ -76,7 +76,7 @@ class PriCheXyAnonymizerApp(Application):
             key_file=options.key_file,
             dates=options.dates,
             device=options.device,
-            expected_sha256=options.model_sha256,
+            expected_sha256=options.weights_sha256,
             output_folder=output_path,
             input_folder=input_path,
             name="prichexy_anonymize_op",

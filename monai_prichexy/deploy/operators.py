@@ -128,7 +128,8 @@ def build_file_anonymizer(
     ``output_folder``; without it a random key is used for this run.
     """
     weights = resolve_model_file(model_path)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         deformer = Deformer(weights, mu=mu, device=device, expected_sha256=expected_sha256)
     except ValueError as err:
@@ -213,7 +214,7 @@ class RadiographAnonymizeOperator(Operator):
         mu: deformation strength; None takes the checkpoint's.
         key_file: de-identification key file (created when missing); None: random key.
         dates: ``"remove"`` or ``"shift"``.
-        device: torch device; None: cuda when available, else cpu.
+        device: torch device; None or ``"auto"``: cuda when available, else cpu.
         expected_sha256: refuse a checkpoint with another SHA-256.
     """
 

@@ -13,9 +13,13 @@ argument           environment variable        meaning
                                                mode 0600, when missing); none: a random key per
                                                run, so UIDs differ between runs
 ``--dates``        ``PRICHEXY_DATES``          ``remove`` (default) or ``shift`` (113107)
-``--device``       ``PRICHEXY_DEVICE``         ``cpu``, ``cuda``, ... (default: cuda if present)
-``--model-sha256`` ``PRICHEXY_MODEL_SHA256``   refuse a checkpoint with another SHA-256
+``--device``       ``PRICHEXY_DEVICE``         ``auto``, ``cpu``, ``cuda``, ... (default: cuda if present)
+``--weights-sha256`` ``PRICHEXY_MODEL_SHA256`` refuse a checkpoint with another SHA-256
+(alias ``--model-sha256``)
 =================  ==========================  ==================================================
+
+The options are ``monai-prichexy anonymize``'s own definitions (:mod:`monai_prichexy.options`):
+the same flag means the same thing in both doors.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..options import add_dates_argument, add_deformation_arguments, add_device_argument, add_key_file_argument
 
 __all__ = [
     "RADIOGRAPH_MODALITIES",
@@ -63,7 +69,7 @@ _ENV = {
     "key_file": "PRICHEXY_DEID_KEY_FILE",
     "dates": "PRICHEXY_DATES",
     "device": "PRICHEXY_DEVICE",
-    "model_sha256": "PRICHEXY_MODEL_SHA256",
+    "weights_sha256": "PRICHEXY_MODEL_SHA256",
 }
 
 
@@ -75,7 +81,7 @@ class DeployOptions:
     key_file: str | None = None
     dates: str = "remove"
     device: str | None = None
-    model_sha256: str | None = None
+    weights_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.mu is not None and not 0 <= float(self.mu) <= 1:
@@ -86,11 +92,12 @@ class DeployOptions:
     @staticmethod
     def parser() -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
-        parser.add_argument("--mu", type=float, default=None, help="deformation strength (default: the checkpoint's)")
-        parser.add_argument("--key-file", dest="key_file", default=None, help="de-identification key file (hex)")
-        parser.add_argument("--dates", choices=("remove", "shift"), default=None, help="dates: remove or shift")
-        parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-        parser.add_argument("--model-sha256", dest="model_sha256", default=None, help="expected SHA-256 of the model")
+        add_deformation_arguments(parser, mu_only=True)
+        add_key_file_argument(parser, "de-identification key file (hex; created, mode 0600, when missing)")
+        add_dates_argument(parser, default=None)  # None: PRICHEXY_DATES, else remove
+        add_device_argument(parser, default=None)  # None: PRICHEXY_DEVICE, else auto
+        parser.add_argument("--weights-sha256", "--model-sha256", dest="weights_sha256", default=None,
+                            help="expected SHA-256 of the model, 64 hex digits, checked before loading")
         return parser
 
     @classmethod
