@@ -23,6 +23,7 @@ __all__ = [
     "add_dates_argument",
     "add_device_argument",
     "add_progress_argument",
+    "add_benchmark_arguments",
     "bad_number",
 ]
 
@@ -87,3 +88,26 @@ def bad_number(args: argparse.Namespace) -> str | None:
         if value is not None and not valid(value):
             return f"{message}, got {value}"
     return None
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """The privacy / utility benchmark's options (``monai-prichexy benchmark``, ``scripts/benchmark.py``)."""
+    parser.add_argument("--config", default=None,
+                        help="profile JSON (default: configs/benchmark_paper.json, the paper's set-up)")
+    parser.add_argument("--dataset-dir", "--dataset_dir", dest="dataset_dir",
+                        help="data folder (labels.csv, splits.csv, images ...)")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir",
+                        help="where checkpoints, results and the tables go")
+    parser.add_argument("--force", action="store_true", help="redo stages and evaluations whose outputs exist")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. stages.attack.seeds=[0,1] device=cuda")
+    parser.add_argument("--model", nargs="+", default=None, metavar="MODEL_PT",
+                        help="evaluate these trained PriCheXy-Net files (e.g. bundle/models/model.pt) with their "
+                             "random-deformation controls instead of training the profile's rows")
+    parser.add_argument("--render", metavar="BENCHMARK_JSON",
+                        help="only render benchmark.md / .png again from a run's benchmark.json (nothing is run)")
+    parser.add_argument("--readme", metavar="README_MD",
+                        help="with --render: also replace the README section between "
+                             "<!-- results:<folder>:start --> and <!-- results:<folder>:end -->")
+    parser.add_argument("--log-level", "--log_level", dest="log_level", default="INFO",
+                        help="log level of the benchmark's progress messages (default INFO)")

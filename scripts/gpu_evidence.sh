@@ -28,7 +28,7 @@ for name in $SETS; do
   left=$(( deadline - $(date +%s) ))
   if [ "$left" -le 30 ]; then stamp "time is up for this call: call again"; exit 3; fi
   stamp "$name: $config for at most ${left}s"
-  timeout --signal=INT "$left" python scripts/benchmark.py --config "$config" --dataset_dir "$dir" \
+  timeout --signal=INT "$left" monai-prichexy benchmark --config "$config" --dataset-dir "$dir" \
       --output_dir "$WORK/$name" --set device="$DEVICE" progress=false "${SET_EXTRA[@]}"
   status=$?
   if [ "$status" -eq 124 ] || [ "$status" -eq 130 ]; then stamp "$name: stopped at the call's limit: call again"; exit 3; fi

@@ -6,7 +6,7 @@ Usage::
     # 1. export the candidate (same bytes as the shipped file) and measure it on a second data set
     python scripts/ship_model.py --checkpoint runs/kermany_cpu128/checkpoints/ensemble_b0.5_displacement.pt \\
         --out runs/shipped/model.pt
-    python scripts/benchmark.py --config configs/benchmark_cpu.json --dataset_dir ../shared/data/nih-cxr14-subset \\
+    monai-prichexy benchmark --config configs/benchmark_cpu.json --dataset-dir ../shared/data/nih-cxr14-subset \\
         --output_dir runs/nih_cpu64_shipped --model runs/shipped/model.pt
     # 2. install it with the measured rows of each data set (benchmark.json:row)
     python scripts/ship_model.py --checkpoint runs/kermany_cpu128/checkpoints/ensemble_b0.5_displacement.pt \\

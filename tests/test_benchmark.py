@@ -185,7 +185,22 @@ def test_update_readme_section_needs_its_markers(tmp_path):
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
-    assert exc.value.code == 0 and "--dataset_dir" in capsys.readouterr().out
+    assert exc.value.code == 0 and "--dataset-dir" in capsys.readouterr().out
+
+
+def test_benchmark_subcommand_is_the_script(tmp_path, capsys):
+    """``monai-prichexy benchmark`` and ``scripts/benchmark.py`` parse the same options into the same run."""
+    from monai_prichexy.cli import build_parser
+    from monai_prichexy.options import add_benchmark_arguments
+
+    import argparse
+
+    script = argparse.ArgumentParser()
+    add_benchmark_arguments(script)
+    argv = ["--config", "p.json", "--dataset_dir", "d", "--output-dir", "o", "--set", "seed=1", "--log_level", "DEBUG"]
+    sub = build_parser().parse_args(["benchmark", *argv])
+    assert {k: v for k, v in vars(sub).items() if k != "func"} == vars(script.parse_args(argv))
+    assert sub.dataset_dir == "d" and sub.output_dir == "o" and sub.func.__name__ == "cmd_benchmark"
 
 
 def test_profiles_are_complete():

@@ -53,6 +53,7 @@ def test_argument_errors_exit_2_without_importing_torch_or_monai(tmp_path):
         "threshold 1.5": ["report", str(in_dir), out, "--verifier", "v.pt", "--classifier", "c.pt", "--out",
                           str(tmp_path / "r"), "--threshold", "1.5"],
         "demo workers 0": ["demo", str(tmp_path / "demo"), "--workers", "0"],
+        "benchmark unknown option": ["benchmark", "--dataset-dir", str(in_dir), "--no-such-option"],
     }
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cases)], cwd=REPO, env=env,

@@ -1,7 +1,7 @@
 """The benchmark's Markdown tables, its privacy-utility plot, and the README section they fill.
 
 Everything here is rendered from ``benchmark.json`` alone, so a table in the README can always
-be regenerated from the run that measured it (``scripts/benchmark.py --render``).
+be regenerated from the run that measured it (``monai-prichexy benchmark --render``).
 """
 
 from __future__ import annotations

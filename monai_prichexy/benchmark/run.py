@@ -2,10 +2,12 @@
 
 Usage::
 
-    python scripts/benchmark.py --config configs/benchmark_cpu.json \\
-        --dataset_dir ../shared/data/nih-cxr14-subset --output_dir runs/benchmark_cpu
+    monai-prichexy benchmark --config configs/benchmark_cpu.json \\
+        --dataset-dir ../shared/data/nih-cxr14-subset --output-dir runs/benchmark_cpu
     # tables, plot (and the README section) again from a run's JSON, nothing retrained
-    python scripts/benchmark.py --render docs/results/nih_cpu64/benchmark.json --readme README.md
+    monai-prichexy benchmark --render docs/results/nih_cpu64/benchmark.json --readme README.md
+
+(``python scripts/benchmark.py`` takes the same options.)
 
 Every stage and evaluation is resumable (skipped when its output exists, unless ``--force``).
 """
@@ -22,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..engines.experiment import Experiment
+from ..options import add_benchmark_arguments
 from ..engines.handlers import write_json
 from .report import markdown_tables, plot_frontier, update_readme_section
 from .rows import benchmark_rows, model_rows
 from .summary import PAPER_TABLE1, summarise
 
-__all__ = ["run_benchmark", "render", "main"]
+__all__ = ["run_benchmark", "render", "run_from_args", "main"]
 
 logger = logging.getLogger("monai_prichexy.benchmark")
 
@@ -112,33 +115,16 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="PriCheXy-Net privacy / utility benchmark (see monai_prichexy.benchmark)")
-    parser.add_argument("--config", default=None,
-                        help="profile JSON (default: configs/benchmark_paper.json, the paper's set-up)")
-    parser.add_argument("--dataset_dir", help="data folder (labels.csv, splits.csv, images ...)")
-    parser.add_argument("--output_dir", help="where checkpoints, results and the tables go")
-    parser.add_argument("--force", action="store_true", help="redo stages and evaluations whose outputs exist")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. stages.attack.seeds=[0,1] device=cuda")
-    parser.add_argument("--model", nargs="+", default=None, metavar="MODEL_PT",
-                        help="evaluate these trained PriCheXy-Net files (e.g. bundle/models/model.pt) with their "
-                             "random-deformation controls instead of training the profile's rows")
-    parser.add_argument("--render", metavar="BENCHMARK_JSON",
-                        help="only render benchmark.md / .png again from a run's benchmark.json (nothing is run)")
-    parser.add_argument("--readme", metavar="README_MD",
-                        help="with --render: also replace the README section between "
-                             "<!-- results:<folder>:start --> and <!-- results:<folder>:end -->")
-    parser.add_argument("--log_level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run (or ``--render``) the benchmark for parsed :func:`~monai_prichexy.options.add_benchmark_arguments`."""
+    logging.getLogger("monai_prichexy").setLevel(args.log_level.upper())
     if args.render:
         path = Path(args.render)
         payload = json.loads(path.read_text(encoding="utf-8"))
         print(render(payload, path.parent, args.readme))
         return 0
     if args.readme:
-        parser.error("--readme goes with --render")
+        raise SystemExit("--readme goes with --render")
     config = args.config
     if config is None:
         default = Path(__file__).resolve().parents[2] / "configs" / "benchmark_paper.json"
@@ -146,3 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = run_benchmark(config, args.dataset_dir, args.output_dir, args.force, _parse_set(args.set), args.model)
     print((Path(payload["config"]["output_dir"]) / "benchmark.md").read_text(encoding="utf-8"))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/benchmark.py``: the same options and run as ``monai-prichexy benchmark``."""
+    parser = argparse.ArgumentParser(description="PriCheXy-Net privacy / utility benchmark (see monai_prichexy.benchmark)")
+    add_benchmark_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_from_args(args)
