@@ -1,9 +1,10 @@
 """Build hook: the bundle's default weights travel with the package.
 
 ``build_py`` copies ``bundle/models/model.pt`` (with ``model.json``) and
-``bundle/configs/metadata.json`` (which records its SHA-256) into ``monai_prichexy/_bundle/``
+``bundle/configs/metadata.json`` (which records its SHA-256) -- and the configs that state the
+benchmark's default set-up (``train.json``, ``evaluate.json``, ``benchmark.json``) -- into ``monai_prichexy/_bundle/``
 of the build, so a wheel (``pip install .``, not editable) has the default weights wherever it
-is installed; :func:`monai_prichexy.pipeline.weights.bundle_root` finds them there.
+is installed; :func:`monai_prichexy.bundle_files.bundle_root` finds them there.
 """
 
 import shutil
@@ -13,7 +14,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 PACKAGED = ("models/model.pt", "models/model.json", "models/verifier.pt", "models/metric.pt", "models/classifier.pt",
-            "configs/metadata.json")
+            "configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/benchmark.json")
 
 
 class BuildPyWithWeights(build_py):

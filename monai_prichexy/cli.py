@@ -242,7 +242,7 @@ def _shipped(path: str | None, sha256: str | None, name: str) -> tuple[str, str 
     """``--verifier`` / ``--classifier`` or, when not given, the bundle's shipped network and its recorded SHA-256."""
     if path is not None:
         return path, sha256
-    from .pipeline.weights import WeightsNotFoundError, shipped_network
+    from .bundle_files import WeightsNotFoundError, shipped_network
 
     try:
         shipped, expected = shipped_network(name)

@@ -118,7 +118,7 @@ def _demo_networks(models: Path, want_generator: bool) -> tuple[Path | None, Pat
     import torch
 
     from .networks import AbnormalityClassifier, FlowFieldGenerator, PriCheXyNet, SiameseVerifier
-    from .pipeline.weights import bundle_root
+    from .bundle_files import bundle_root
     from .weights import save_checkpoint
 
     torch.manual_seed(0)
@@ -157,7 +157,7 @@ def prepare_demo(out_dir: str | os.PathLike, weights: str | None = None, workers
     Returns the command lines that anonymize it, report on it and audit it; ``monai-prichexy demo``
     runs them (this module does not import the CLI: the CLI drives the demo, not the reverse).
     """
-    from .pipeline.weights import default_weights_path
+    from .bundle_files import default_weights_path
 
     out_dir = Path(out_dir)
     input_dir = out_dir / "input"

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
+from .bundle_files import read_model_json
 from .networks import (
     AbnormalityClassifier,
     DeformationSetup,
@@ -244,17 +245,7 @@ def load_generator(
 
 def _sidecar_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The set-up in the JSON beside a checkpoint (the bundle's ``model.json`` or a stage summary), if any."""
-    import json
-
-    sidecar = Path(path).with_suffix(".json")
-    if not sidecar.is_file():
-        return {}
-    try:
-        info = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(info, dict):
-        return {}
+    info = read_model_json(path)
     meta = info.get("meta", {}) if isinstance(info.get("meta"), dict) else {}
     return {k: v for k, v in {**meta, **info}.items() if k in ("mu", "smoothing", "working_size", "budget_px")}
 

@@ -92,7 +92,7 @@ def measure(exp: Experiment, paths: dict[str, Path]) -> None:
 
 def install(paths: dict[str, Path], models_dir: Path) -> dict[str, str]:
     """Copy the checkpoints into the bundle and record their SHA-256 in ``configs/metadata.json``."""
-    from monai_prichexy.engines.handlers import record_sha256
+    from monai_prichexy.bundle_files import record_sha256
 
     shas = {}
     for name in NAMES:

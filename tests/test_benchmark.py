@@ -204,23 +204,55 @@ def test_benchmark_subcommand_is_the_script(tmp_path, capsys):
 
 
 def test_profiles_are_complete():
-    from monai_prichexy.engines.experiment import DEFAULT_PROFILE, deep_update, load_profile
+    from monai_prichexy.engines.profile import default_profile, load_profile
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    paper = json.loads((configs / "benchmark_paper.json").read_text())
-    # the paper profile is the built-in default, written out
-    assert deep_update(DEFAULT_PROFILE, paper) == {**DEFAULT_PROFILE, "output_dir": paper["output_dir"]}
+    default = default_profile()
+    paper = load_profile(configs / "benchmark_paper.json")
+    # the paper profile is the bundle's set-up; it names only its output folder
+    assert paper == {**default, "output_dir": "runs/benchmark_paper"}
     assert paper["data"]["image_size"] == 256 and paper["stages"]["adversarial"]["max_epochs"] == 250
     assert len(paper["stages"]["attack"]["seeds"]) == 10 and paper["networks"]["verifier"]["backbone"] == "resnet50"
+    assert paper["networks"]["generator"]["init_features"] == 32 and paper["networks"]["working_size"] == 256
     for name, image_dir, size in (("benchmark_cpu.json", "images64", 64), ("benchmark_kermany_cpu.json", "images", 128)):
         cpu = load_profile(configs / name)
         assert cpu["data"]["image_dir"] == image_dir and cpu["data"]["image_size"] == size
-        assert set(cpu) == set(DEFAULT_PROFILE) and len(cpu["stages"]["attack"]["seeds"]) >= 5
+        assert set(cpu) == set(default) and len(cpu["stages"]["attack"]["seeds"]) >= 5
         assert set(cpu["stages"]["attack"]["attackers"]) == {"siamese", "metric", "pixel"}
         budgets = cpu["benchmark"]["frontier"]["budgets_px"]
         assert len(budgets) >= 4 and min(budgets) >= 0.5 and max(budgets) <= 8
     over = load_profile(configs / "benchmark_cpu.json", {"stages.attack.seeds": [0]})
     assert over["stages"]["attack"]["seeds"] == [0]
+
+
+def test_the_bundle_configs_are_the_benchmark_default(tmp_path):
+    """One statement of the set-up: a value changed in the bundle's train.json / evaluate.json / benchmark.json
+    changes the benchmark's default profile; train.json and evaluate.json agree on the verifier."""
+    import shutil
+
+    from monai.bundle import ConfigParser
+
+    from monai_prichexy.engines.profile import bundle_profile
+
+    bundle = Path(__file__).resolve().parents[1] / "bundle" / "configs"
+    train, evaluate = ConfigParser(), ConfigParser()
+    train.read_config(str(bundle / "train.json"))
+    evaluate.read_config(str(bundle / "evaluate.json"))
+    assert evaluate.get_parsed_content("verifier_kwargs") == {
+        k: train.get_parsed_content(f"verifier_def#{k}") for k in ("backbone", "embedding_dim", "widen_factor")}
+
+    configs = tmp_path / "configs"
+    shutil.copytree(bundle, configs)
+    edited = json.loads((configs / "train.json").read_text())
+    edited["image_size"], edited["adversarial"]["max_epochs"], edited["generator_def"]["init_features"] = 96, 3, 4
+    (configs / "train.json").write_text(json.dumps(edited))
+    edited = json.loads((configs / "evaluate.json").read_text())
+    edited["attack"]["seeds"] = [7]
+    (configs / "evaluate.json").write_text(json.dumps(edited))
+    profile = bundle_profile(configs)
+    assert profile["data"]["image_size"] == 96 and profile["networks"]["working_size"] == 96  # "@image_size" resolved
+    assert profile["stages"]["adversarial"]["max_epochs"] == 3 and profile["networks"]["generator"]["init_features"] == 4
+    assert profile["stages"]["attack"]["seeds"] == [7] and profile["data"]["dataset_dir"] is None
 
 
 def test_interrupted_stage_is_trained_again(tiny_data, tmp_path):

@@ -137,7 +137,7 @@ def test_failed_files_are_listed_and_exit_status_is_1(tmp_path, weights, capsys)
 def test_setup_errors_exit_2_with_a_clear_message(tmp_path, weights, capsys, monkeypatch):
     src = tmp_path / "in"
     write_png(src / "a.png", png_array())
-    import monai_prichexy.pipeline.weights as pw
+    import monai_prichexy.bundle_files as pw
 
     monkeypatch.setattr(pw, "default_weights_path", lambda: tmp_path / "bundle" / "models" / "model.pt")
     assert run_cli("anonymize", src, tmp_path / "out", "--new-key") == 2
@@ -154,8 +154,8 @@ def test_setup_errors_exit_2_with_a_clear_message(tmp_path, weights, capsys, mon
 
 
 def test_default_weights_checked_against_metadata(tmp_path, weights, monkeypatch, capsys):
-    import monai_prichexy.pipeline.weights as pw
-    from monai_prichexy.pipeline.weights import resolve_weights, sha256_from_metadata
+    import monai_prichexy.bundle_files as pw
+    from monai_prichexy.bundle_files import resolve_weights, sha256_from_metadata
     from monai_prichexy.weights import sha256_file
 
     bundle = tmp_path / "bundle"

@@ -100,7 +100,9 @@ def test_bundle_train_all_stages_then_evaluate(tiny_data, tmp_path):
             "--image_dir", "images64", "--image_size", "32", "--device", "cpu", "--num_workers", "0",
             "--progress", "False", "--num_pairs", "{'train': 16, 'val': 8, 'test': None}", "--n_bootstrap", "10",
             "--verifier_kwargs", "{'backbone': 'resnet10', 'embedding_dim': 8, 'widen_factor': 0.25}",
-            "--attack#seeds", "[3]", "--attack#max_epochs", "1", "--attack#batch_size", "8")
+            "--attack#seeds", "[3]", "--attack#max_epochs", "1", "--attack#batch_size", "8",
+            "--attack#attackers#metric", "{'network': {'backbone': 'resnet10', 'embedding_dim': 8, 'widen_factor': 0.25}, "
+            "'max_epochs': 1}")
     result = json.loads((root / "eval" / "evaluation.json").read_text())
     assert result["anonymizer"] == {"kind": "prichexy", "checkpoint": "model.pt"}
     assert [r["seed"] for r in result["privacy"]["per_seed"]] == [3]

@@ -270,7 +270,7 @@ def test_infer_task_on_a_header_anonymized_dicom(server, setup):
     import pydicom
 
     from monai_prichexy.label.deform import anonymize_file
-    from monai_prichexy.pipeline.weights import resolve_weights
+    from monai_prichexy.bundle_files import resolve_weights
     from monai_prichexy.transforms import DeformAnonymize
 
     plain = setup["plain"]

@@ -11,7 +11,7 @@ import pytest
 
 from monai_prichexy.benchmark import summarise
 from monai_prichexy.benchmark.model_record import measured_record, records_markdown, verdict
-from monai_prichexy.pipeline.weights import measured_statement
+from monai_prichexy.bundle_files import measured_statement
 
 from .test_benchmark import _result
 

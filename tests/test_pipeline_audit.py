@@ -166,7 +166,7 @@ def test_bootstrap_point_values_match_the_benchmarks_scoring():
 
 def test_too_few_patients_uses_the_shipped_networks(run, tmp_path):
     src, out, key, weights, _ = run
-    from monai_prichexy.pipeline.weights import shipped_network
+    from monai_prichexy.bundle_files import shipped_network
     from monai_prichexy.weights import sha256_file
 
     result = audit.build_audit(src, out, tmp_path / "a", key, size=32, min_train_patients=100, weights=weights,

@@ -218,7 +218,7 @@ def small_input(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_cli_checks_the_bundle_checksum_before_loading(tmp_path, metadata, small_input, capsys, monkeypatch):
-    from monai_prichexy.pipeline import weights as pipeline_weights
+    from monai_prichexy import bundle_files as pipeline_weights
     from monai_prichexy.weights import sha256_file
 
     good = tiny_checkpoint(tmp_path / "good.pt", seed=0)

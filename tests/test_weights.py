@@ -131,7 +131,7 @@ def test_every_door_gives_the_shipped_weights_the_same_set_up():
     """DeformAnonymize (CLI, Deploy, report), the benchmark's anonymizers and the bundle's initialize agree."""
     from monai_prichexy.engines.anonymizers import build_anonymizer
     from monai_prichexy.networks import PriCheXyNet
-    from monai_prichexy.pipeline.weights import resolve_weights
+    from monai_prichexy.bundle_files import resolve_weights
     from monai_prichexy.transforms import DeformAnonymize
     from monai_prichexy.weights import load_into_prichexynet, load_prichexynet
 

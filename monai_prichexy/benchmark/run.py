@@ -128,7 +128,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     config = args.config
     if config is None:
         default = Path(__file__).resolve().parents[2] / "configs" / "benchmark_paper.json"
-        config = default if default.is_file() else None  # None: the same built-in DEFAULT_PROFILE
+        config = default if default.is_file() else None  # None: the bundle's set-up, the same
     payload = run_benchmark(config, args.dataset_dir, args.output_dir, args.force, _parse_set(args.set), args.model)
     print((Path(payload["config"]["output_dir"]) / "benchmark.md").read_text(encoding="utf-8"))
     return 0

@@ -40,7 +40,8 @@ from .batches import ImageLabelBatch, PairBatch, ReconstructionBatch
 from .classifier import create_classifier_stage
 from .data import DataModule, make_loader
 from .distributed import launch
-from .experiment import DEFAULT_PROFILE, Experiment, deep_update, load_profile
+from .experiment import Experiment
+from .profile import bundle_profile, deep_update, default_profile, load_profile
 from .handlers import BestCheckpoint, LossHistory, SampleMean, export_bundle_model, write_json
 from .reconstruction import anonymizer_meta, create_reconstruction_stage
 from .stage import TrainingStage, build_supervised_stage, prepare_network, wire_stage
@@ -66,7 +67,6 @@ __all__ = [
     "AdversarialEvalStep",
     "AdversarialStep",
     "BestCheckpoint",
-    "DEFAULT_PROFILE",
     "DPPixAnonymizer",
     "DataModule",
     "Experiment",
@@ -86,7 +86,9 @@ __all__ = [
     "create_classifier_stage",
     "create_reconstruction_stage",
     "create_verifier_stage",
+    "bundle_profile",
     "deep_update",
+    "default_profile",
     "evaluate_anonymizer",
     "evaluate_utility",
     "evaluate_verification",

@@ -1,7 +1,8 @@
-"""An experiment: every stage of PriCheXy-Net driven by one JSON profile, resumable.
+"""An experiment: every stage of PriCheXy-Net driven by one profile, resumable.
 
-A profile (``configs/benchmark_paper.json``, ``configs/benchmark_cpu.json``) fixes the data,
-the network sizes and each stage's settings. :class:`Experiment` runs the stages in order,
+A profile (:mod:`.profile`: the bundle's ``train.json`` / ``evaluate.json`` / ``benchmark.json``,
+with a file such as ``configs/benchmark_cpu.json`` on top) fixes the data, the network sizes and
+each stage's settings. :class:`Experiment` runs the stages in order,
 writing checkpoints to ``<output_dir>/checkpoints/`` and evaluation results to
 ``<output_dir>/results/``; a stage or evaluation whose output exists is skipped unless
 ``force``. Used by the benchmark (:mod:`monai_prichexy.benchmark`).
@@ -9,7 +10,6 @@ writing checkpoints to ``<output_dir>/checkpoints/`` and evaluation results to
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -29,124 +29,15 @@ from .classifier import create_classifier_stage
 from .ensemble import create_ensemble_stage
 from .data import DataModule
 from .handlers import write_json
+from .profile import load_profile
 from .reconstruction import create_reconstruction_stage
 from .release import SplitImages, load_split_images
 from .utils import get_logger, resolve_device, seed_everything
 from .verifier import create_verifier_stage
 
-__all__ = ["DEFAULT_PROFILE", "deep_update", "load_profile", "Experiment"]
+__all__ = ["Experiment"]
 
 logger = get_logger("experiment")
-
-#: The paper's set-up (Packhäuser et al., MICCAI 2023) on a ChestX-ray14 folder.
-DEFAULT_PROFILE: dict[str, Any] = {
-    "device": "cpu",
-    "seed": 0,
-    "output_dir": "runs/benchmark",
-    "progress": True,
-    "num_threads": None,
-    "data": {
-        "dataset_dir": None,
-        "image_dir": "images",
-        "table": "labels.csv",
-        "dataset": "auto",
-        "split_file": "splits.csv",
-        "train_val_list": None,
-        "test_list": None,
-        "image_size": 256,
-        "degrade_to": None,
-        "num_pairs": None,
-        "max_positive_per_patient": None,
-        "max_images": None,
-        "num_workers": 4,
-        "cache_rate": 0.0,
-    },
-    "networks": {
-        "generator": {"init_features": 32},
-        "working_size": 256,
-        "smoothing": "grid",
-        "privacy_net": {"init_features": 16},
-        "classifier": {"in_channels": 1, "input_size": 224},
-        "verifier": {"backbone": "resnet50", "embedding_dim": 128, "widen_factor": 1.0},
-    },
-    "stages": {
-        "classifier_pretrain": {"max_epochs": 30, "batch_size": 32, "lr": 1e-4, "select": "val_mean_auc", "patience": 5},
-        "verifier_pretrain": {"max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "select": "val_loss"},
-        "generator_pretrain": {"max_epochs": 50, "batch_size": 64, "lr": 1e-4},
-        "adversarial": {
-            "max_epochs": 250, "batch_size": 32, "lr_anonymizer": 1e-4, "lr_verifier": 1e-4, "lr_classifier": 1e-4,
-            "weight_cls": 1.0, "weight_priv": 1.0, "freeze_classifier": False, "freeze_verifier": False,
-        },
-        "ensemble": {
-            "max_epochs": 50, "batch_size": 32, "lr_anonymizer": 1e-3, "weight_util": 1.0, "weight_priv": 1.0,
-            "utility": "consistency", "refresh_every": 100, "warmup_steps": 20,
-            "adversaries": {
-                "siamese": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "lr": 1e-4},
-                "metric": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "lr": 1e-4, "temperature": 0.1},
-            },
-        },
-        "attack": {
-            "max_epochs": 100, "batch_size": 32, "lr": 1e-4, "patience": 5, "select": "val_loss",
-            "seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-            "attackers": {
-                "siamese": {},
-                "metric": {"network": {"backbone": "resnet50", "embedding_dim": 128}, "max_epochs": 30, "lr": 1e-3,
-                           "augment": {"degrees": 5, "scale": 0.05, "translate": 0.04}},
-                "pixel": {},
-            },
-        },
-    },
-    "benchmark": {
-        "mus": [0.001, 0.005, 0.01],
-        "privacy_net": True,
-        "dppix": {"b": [1, 2, 4, 8], "eps": 0.1, "m": 1.0},
-        "random_control": {"field_sigma": 4.0},
-        "frontier": {"budgets_px": [], "smoothing": "displacement"},
-        "n_bootstrap": 1000,
-        "eval_split": "test",
-    },
-}
-
-
-def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update`` merged in recursively (mappings merge, everything else replaces)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if key.startswith("_"):
-            continue
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = cfg
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
-
-
-def load_profile(
-    profile: str | os.PathLike | Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """A profile (path or mapping) merged over :data:`DEFAULT_PROFILE`, then dotted ``overrides``.
-
-    Example: ``load_profile("configs/benchmark_cpu.json", {"stages.attack.seeds": [0]})``.
-    """
-    if profile is None:
-        loaded: Mapping[str, Any] = {}
-    elif isinstance(profile, Mapping):
-        loaded = profile
-    else:
-        loaded = json.loads(Path(profile).read_text(encoding="utf-8"))
-    cfg = deep_update(DEFAULT_PROFILE, loaded)
-    for key, value in (overrides or {}).items():
-        _set_dotted(cfg, key, value)
-    return cfg
-
 
 def _mu_tag(mu: float) -> str:
     return f"mu{float(mu):g}"
@@ -156,7 +47,7 @@ class Experiment:
     """Run the stages of a profile with resumable outputs.
 
     Args:
-        profile: a profile path or mapping (merged over :data:`DEFAULT_PROFILE`).
+        profile: a profile path or mapping (merged over :func:`~.profile.default_profile`, the bundle's set-up).
         dataset_dir: overrides ``data.dataset_dir``.
         output_dir: overrides ``output_dir``.
         force: re-run stages and evaluations whose outputs exist.

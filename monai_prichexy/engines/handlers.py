@@ -6,7 +6,6 @@ import copy
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
 from ..atomic import atomic_write, atomic_write_bytes
+from ..bundle_files import metadata_path, record_sha256
 from ..networks import PriCheXyNet
 from ..weights import save_checkpoint, sha256_file
 from .utils import _jsonable, get_logger, is_main_process, unwrap
@@ -225,19 +225,6 @@ class LossHistory:
         return [merged[k] for k in sorted(merged)]
 
 
-def record_sha256(metadata: Path, sha: str, key: str = "model_sha256") -> None:
-    """Set ``key`` (e.g. ``model_sha256``) in a bundle's metadata.json, touching only that line when it exists."""
-    text = metadata.read_text(encoding="utf-8")
-    pattern = r'("' + re.escape(key) + r'"\s*:\s*)(null|"[^"]*")'
-    new, count = re.subn(pattern, lambda m: m.group(1) + json.dumps(sha), text, count=1)
-    if count == 1 and json.loads(new).get(key) == sha:
-        atomic_write_bytes(metadata, new.encode("utf-8"))
-    else:
-        record = json.loads(text)
-        record[key] = sha
-        write_json(metadata, record, indent=4)
-
-
 def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[str, Any] | None = None) -> Path:
     """Write the bundle's ``models/model.pt``, a meta JSON beside it, and its SHA-256 into the metadata.
 
@@ -266,7 +253,7 @@ def export_bundle_model(network: nn.Module, model_path: PathLike, meta: Mapping[
         state = {k: v.detach().cpu() for k, v in copy.deepcopy(module.state_dict()).items()}
         atomic_write(model_path, lambda handle: torch.save(state, handle))
         write_json(model_path.with_suffix(".json"), {**info, **dict(meta or {})})
-        metadata = model_path.parent.parent / "configs" / "metadata.json"
+        metadata = metadata_path(model_path)
         if model_path.name == "model.pt" and metadata.is_file():
             record_sha256(metadata, sha256_file(model_path))
     return model_path

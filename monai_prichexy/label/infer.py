@@ -31,7 +31,7 @@ class AnonymizeTask(InferTask):
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, expected_sha256: str | None = None, device: str = "cpu"):
-        from ..pipeline.weights import resolve_weights
+        from ..bundle_files import resolve_weights
         from ..weights import sha256_file
 
         path, expected = resolve_weights(weights, expected_sha256)

@@ -9,11 +9,10 @@ One concept per module:
 * :mod:`.anonymizer`: one input file -> one anonymized output (DICOM and the other formats);
 * :mod:`.manifest`: the append-only, crash-safe manifest that makes a run resumable;
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;
-* :mod:`.weights`: the default generator weights of the bundle and their checksum;
 * :mod:`.report`: privacy/utility report comparing originals with anonymized copies.
 
 The names below are imported on first use, so that the modules that need neither pydicom nor
-the DICOM code (:mod:`.formats`, :mod:`.manifest`, :mod:`.weights`) can be imported on their
+the DICOM code (:mod:`.formats`, :mod:`.manifest`, :mod:`monai_prichexy.bundle_files`) can be imported on their
 own, e.g. by the MONAI Label app (:mod:`monai_prichexy.label`), whose environment has
 pydicom 2.
 """
@@ -40,10 +39,10 @@ _LAZY = {
     "check_output_folder": ".manifest",
     "Pseudonymizer": ".naming",
     "walk_files": ".walk",
-    "WeightsNotFoundError": ".weights",
-    "default_weights_path": ".weights",
-    "resolve_weights": ".weights",
-    "measured_statement": ".weights",
+    "WeightsNotFoundError": "..bundle_files",
+    "default_weights_path": "..bundle_files",
+    "resolve_weights": "..bundle_files",
+    "measured_statement": "..bundle_files",
 }
 
 __all__ = sorted(_LAZY)

@@ -235,7 +235,7 @@ def _shipped_attackers(device: Any) -> tuple[dict[str, Any], dict[str, str]]:
     from ..engines.attackers import MetricAttacker, PixelAttacker, SiameseAttacker
     from ..networks import EmbeddingNet, SiameseVerifier
     from ..weights import load_network, sha256_file
-    from .weights import shipped_network
+    from ..bundle_files import shipped_network
 
     attackers: dict[str, Any] = {}
     shas: dict[str, str] = {}

@@ -95,7 +95,7 @@ def _load(path, network: str, expected_sha256, cls):
 def batch_generator(settings: dict[str, Any], weights, weights_sha256: str | None, device: torch.device):
     """The PriCheXy-Net that made the batch (its recorded set-up), or None with the reason."""
     from ..transforms import DeformAnonymize
-    from .weights import WeightsNotFoundError, resolve_weights
+    from ..bundle_files import WeightsNotFoundError, resolve_weights
 
     recorded = settings.get("weights_sha256")
     try:
@@ -122,7 +122,7 @@ def batch_generator(settings: dict[str, Any], weights, weights_sha256: str | Non
 @torch.no_grad()
 def _network_note(path: str | os.PathLike, meta: dict[str, Any]) -> str:
     """Which network this is, in words: shipped or given, trained on which data set (or untrained)."""
-    from .weights import ATTACK_NETWORKS, bundle_root
+    from ..bundle_files import ATTACK_NETWORKS, bundle_root
 
     shipped = any(Path(path).resolve() == (bundle_root() / "models" / f).resolve() for f in ATTACK_NETWORKS.values())
     origin = f"the bundle's shipped models/{Path(path).name}" if shipped else "given on the command line"

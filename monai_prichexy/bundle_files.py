@@ -1,9 +1,13 @@
-"""Which generator weights the pipeline uses, and the checksum they must have.
+"""The MONAI bundle's files: where they are, what ``metadata.json`` and ``model.json`` record.
 
-Default: the bundle's ``models/model.pt``, checked against the SHA-256 recorded in the bundle's
-``configs/metadata.json`` when that file records one. An installed wheel carries them as package
-data (``monai_prichexy/_bundle/``, copied by ``setup.py`` at build time); a source checkout or an
-editable install uses the repository's ``bundle/``.
+One owner for ``models/model.pt`` (and the shipped attack networks) -- found in the bundle, with
+the SHA-256 that ``configs/metadata.json`` records for each and that every loader checks -- for
+reading ``model.json`` beside a checkpoint (its set-up and measured record; the exporter,
+:func:`monai_prichexy.engines.handlers.export_bundle_model`, writes it) and for writing a
+SHA-256 into ``metadata.json``. The default generator is the bundle's ``models/model.pt``. An installed
+wheel carries the bundle's weights and configs as package data (``monai_prichexy/_bundle/``,
+copied by ``setup.py`` at build time); a source checkout or an editable install uses the
+repository's ``bundle/``. Needs neither torch nor MONAI.
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ from typing import Any
 
 import monai_prichexy
 
+from .atomic import atomic_write_bytes
+
 __all__ = [
     "WeightsNotFoundError",
     "TRAIN_HINT",
     "bundle_root",
     "default_weights_path",
+    "metadata_path",
     "sha256_from_metadata",
+    "record_sha256",
+    "read_model_json",
     "resolve_weights",
     "ATTACK_NETWORKS",
     "shipped_network",
+    "measured_statement",
 ]
 
 TRAIN_HINT = (
@@ -50,6 +60,29 @@ def bundle_root() -> Path:
 
 def default_weights_path() -> Path:
     return bundle_root() / "models" / "model.pt"
+
+
+def metadata_path(checkpoint: str | os.PathLike) -> Path:
+    """The ``configs/metadata.json`` of the bundle whose ``models/`` holds ``checkpoint``."""
+    return Path(checkpoint).resolve().parent.parent / "configs" / "metadata.json"
+
+
+def read_model_json(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The JSON beside a checkpoint (the bundle's ``model.json``, a stage summary); {} when absent or unreadable."""
+    sidecar = Path(checkpoint).with_suffix(".json")
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def record_sha256(metadata: str | os.PathLike, sha: str, key: str = "model_sha256") -> None:
+    """Set ``key`` (e.g. ``model_sha256``) in a bundle's ``metadata.json`` (rewritten atomically, 4-space JSON)."""
+    path = Path(metadata)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record[key] = sha
+    atomic_write_bytes(path, (json.dumps(record, indent=4, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def _candidates(node: Any, trail: tuple[str, ...] = ()):
@@ -108,8 +141,7 @@ def resolve_weights(weights: str | os.PathLike | None = None, sha256: str | None
             raise WeightsNotFoundError(f"no generator weights at {path}; {TRAIN_HINT}")
     expected = sha256.strip().lower() if sha256 else None
     if expected is None:
-        metadata = path.resolve().parent.parent / "configs" / "metadata.json"
-        expected = sha256_from_metadata(metadata, path.name)
+        expected = sha256_from_metadata(metadata_path(path), path.name)
     return path, expected
 
 
@@ -138,11 +170,9 @@ def measured_statement(weights: str | os.PathLike) -> str:
     ``scripts/ship_model.py`` writes it from benchmark runs (privacy under every attacker beside a
     random warp of the same displacement, utility retention); without it, say that nothing is known.
     """
-    meta_path = Path(weights).with_suffix(".json")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        statement = meta["measured"]["verdict"]
-    except (OSError, ValueError, KeyError, TypeError):
+        statement = read_model_json(weights)["measured"]["verdict"]
+    except (KeyError, TypeError):
         statement = None
     if not isinstance(statement, str) or not statement.strip():
         return "no measured privacy on record for these weights: do not rely on the pixel deformation to hide identity"
