@@ -395,3 +395,14 @@ def test_deploy_selects_the_modalities_the_reader_accepts():
     from monai_prichexy.dicom import PROJECTION_MODALITIES
 
     assert RADIOGRAPH_MODALITIES == PROJECTION_MODALITIES == ("CR", "DX", "DR")
+
+
+def test_a_file_that_is_not_dicom_raises_the_typed_error(tmp_path):
+    """Callers tell "not DICOM at all" from "DICOM we refuse" by type, not by the message's text."""
+    from monai_prichexy.dicom import NotDicomError, UnsupportedDicomError, read_radiograph
+
+    text = tmp_path / "notes"
+    text.write_bytes(b"just some text, no DICOM here\n" * 20)
+    with pytest.raises(NotDicomError) as err:
+        read_radiograph(text)
+    assert isinstance(err.value, UnsupportedDicomError) and str(text) in str(err.value)

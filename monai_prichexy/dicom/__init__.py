@@ -28,6 +28,7 @@ from .errors import (
     DeidentificationError,
     DicomWriteError,
     NotARadiographError,
+    NotDicomError,
     UnsupportedDicomError,
 )
 from .reader import (
@@ -69,6 +70,7 @@ __all__ = [
     "choose_transfer_syntax",
     "UnsupportedDicomError",
     "NotARadiographError",
+    "NotDicomError",
     "DeidentificationError",
     "BurnedInAnnotationError",
     "DicomWriteError",

@@ -12,6 +12,7 @@ import os
 __all__ = [
     "UnsupportedDicomError",
     "NotARadiographError",
+    "NotDicomError",
     "DeidentificationError",
     "BurnedInAnnotationError",
     "DicomWriteError",
@@ -40,6 +41,11 @@ class NotARadiographError(UnsupportedDicomError):
     A subclass of :class:`UnsupportedDicomError`, so a batch records it like any other refused
     input (status ``failed`` with the reason in the manifest).
     """
+
+
+class NotDicomError(UnsupportedDicomError):
+    """The file is not DICOM at all: no ``DICM`` prefix and it does not parse as a complete image
+    dataset. A batch skips such a file when nothing but its missing suffix made it look like DICOM."""
 
 
 class DeidentificationError(ValueError):

@@ -61,7 +61,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from .errors import NotARadiographError, UnsupportedDicomError
+from .errors import NotARadiographError, NotDicomError, UnsupportedDicomError
 
 __all__ = [
     "Radiograph",
@@ -226,7 +226,7 @@ def _read_dataset(path: Path) -> Dataset:
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True)
             if _truncated_elements(ds):
-                raise _refuse(path, reason + "; truncated")
+                raise NotDicomError(path, reason + "; truncated")
             # convert every element now: garbage read with force=True shows up here
             for _ in ds.iterall():
                 pass
@@ -234,12 +234,12 @@ def _read_dataset(path: Path) -> Dataset:
     except UnsupportedDicomError:
         raise
     except Exception:
-        raise _refuse(path, reason) from None
+        raise NotDicomError(path, reason) from None
     if not sop_class or not UID(sop_class).is_valid or any(t not in ds for t in _MANDATORY):
-        raise _refuse(path, reason)
+        raise NotDicomError(path, reason)
     pixel = ds.get_item(_PIXEL_DATA)
     if pixel is None or _is_undefined_length(pixel):
-        raise _refuse(path, reason + "; a raw dataset must carry native pixel data")
+        raise NotDicomError(path, reason + "; a raw dataset must carry native pixel data")
     # The transfer syntax of a raw dataset is whatever pydicom found while parsing.
     implicit, little = ds.original_encoding
     if not little:

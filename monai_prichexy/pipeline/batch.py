@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..dicom import UnsupportedDicomError
+from ..dicom import NotDicomError, UnsupportedDicomError
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from .formats import SUFFIXES, UnsupportedImageError, detect_format
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
@@ -222,7 +222,7 @@ class _Runner:
             )
         except UnsupportedDicomError as err:
             guessed = head[128:132] != b"DICM" and entry.path.suffix.lower() not in (".dcm", ".dicom", ".dic", ".ima")
-            if guessed and err.reason.startswith("not a DICOM file"):
+            if guessed and isinstance(err, NotDicomError):
                 record.update(status="skipped", reason="not a supported image (not copied)")
             else:
                 record.update(status="failed", reason=_scrub(err.reason, entry, self.in_dir, self.out_dir))
