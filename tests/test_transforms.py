@@ -303,3 +303,25 @@ def test_readme_chain_gives_the_clis_pixels(tmp_path):
     assert cli.shape == chain.shape == (60, 84)
     assert np.abs(np.clip(np.rint(chain), 0, 255) - cli).max() <= 1  # the CLI rounds to the file's integer type
     assert np.abs(cli - png_array(rows=60, cols=84)).max() > 0  # and the deformation did move something
+
+
+def test_the_transform_output_is_warped_within_the_checkpoint_budget(tmp_path):
+    """Not only the network's displacement: the pixels DeformAnonymize writes move by at most the budget."""
+    from monai_prichexy.networks.deformation import warp
+
+    torch.manual_seed(0)
+    generator = FlowFieldGenerator(init_features=2)
+    with torch.no_grad():  # saturate the tanh: flow ~ (1, 1) everywhere, sqrt(2) px long without the bound
+        generator.head.weight.zero_()
+        generator.head.bias.fill_(5.0)
+    net = PriCheXyNet(generator, mu=1 / 127.5, smoothing="displacement", working_size=32, budget_px=1.0)
+    transform = DeformAnonymize(save_checkpoint(tmp_path / "g.pt", net))
+    unbounded = PriCheXyNet(generator, mu=1 / 127.5, smoothing="displacement", working_size=32)
+    rows, cols = torch.meshgrid(torch.arange(96.0), torch.arange(80.0), indexing="ij")
+    image = (rows * 80 + cols)[None]  # a ramp: every shift changes the value
+    view = ((image - image.min()) / (image.max() - image.min()))[None]
+    out = torch.as_tensor(transform(image))
+    bounded = warp(image[None], net.sampling_grid(view))[0]
+    free = warp(image[None], unbounded.sampling_grid(view))[0]
+    assert torch.allclose(out, bounded, atol=1e-2)
+    assert float((out - free).abs().max()) > 1.0  # without the bound the output would differ

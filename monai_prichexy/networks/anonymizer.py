@@ -202,10 +202,13 @@ class PriCheXyNet(nn.Module):
             view = F.interpolate(view, size=self.working_size, mode="bilinear", align_corners=False, antialias=True)
         return self.generator(view)
 
+    def grid_from_flow(self, flow: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+        """The sampling grid of a flow field with this network's mu, smoothing and displacement budget."""
+        return sampling_grid(flow, self.mu, self.smoothing, size=size, budget_px=self.budget_px)
+
     def sampling_grid(self, view: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
         """The sampling grid for an image of ``size`` (default: the view's size)."""
-        out_size = tuple(view.shape[-2:]) if size is None else size
-        return sampling_grid(self.flow(view), self.mu, self.smoothing, size=out_size, budget_px=self.budget_px)
+        return self.grid_from_flow(self.flow(view), tuple(view.shape[-2:]) if size is None else size)
 
     def displacement(self, view: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
         """The deformation's ``(B, 2, H, W)`` displacement (sampling grid minus identity), normalised units."""

@@ -15,7 +15,7 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends
 from torch import nn
 
-from ..networks import DeformationSetup, FlowFieldGenerator, PriCheXyNet, sampling_grid, warp
+from ..networks import DeformationSetup, FlowFieldGenerator, PriCheXyNet, warp
 from ..networks.deformation import SMOOTHING_MODES
 from ..weights import MissingSetupError, load_prichexynet
 from .meta import strip_phi_meta
@@ -175,7 +175,7 @@ class DeformAnonymize(Transform):
             view = view.to(self.device, torch.float32)[None, None]
         with self._lock:
             flow = self.network.flow(view)
-        grid = sampling_grid(flow, self.network.mu, self.network.smoothing, size=image.shape[-2:])
+        grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
         return warp(image, grid.to(image.dtype))[0, 0].clamp(low, high)  # no rounding drift out of range
 
     @torch.no_grad()
