@@ -37,3 +37,16 @@ def test_output_tree_names_are_pinned():
     assert p.content_digest(hashlib.sha256(b"abc").hexdigest()) == (
         "8d9a355fc6cc0cd5d92c2de3406f482b9e5880e06480cea28d72beb9dcb18c8f"
     )
+
+
+def test_sha256_of_files_and_streams(tmp_path):
+    from monai_prichexy import weights
+    from monai_prichexy.hashing import CHUNK_BYTES, sha256_file, sha256_stream
+
+    data = bytes(range(256)) * (CHUNK_BYTES // 256 * 3 + 7)  # more than three chunks
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert sha256_file(path) == expected
+    assert sha256_stream(io.BytesIO(data), chunk=1000) == expected
+    assert weights.sha256_file is sha256_file  # re-exported, not another copy

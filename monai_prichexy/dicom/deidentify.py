@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import hmac
 import logging
 import os
@@ -80,6 +79,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import generate_uid
 
+from ..hashing import hmac_sha256
 from .errors import BurnedInAnnotationError, DeidentificationError
 
 __all__ = [
@@ -145,7 +145,7 @@ class DeidKey:
 
     def digest(self, message: bytes) -> bytes:
         """HMAC-SHA256(key, message)."""
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
+        return hmac_sha256(self._secret, message)
 
     @property
     def fingerprint(self) -> str:

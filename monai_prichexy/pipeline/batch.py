@@ -39,7 +39,8 @@ from ..dicom import UnsupportedDicomError
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from .formats import SUFFIXES, UnsupportedImageError, detect_format
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
-from .naming import Pseudonymizer, sha256_stream
+from ..hashing import sha256_file, sha256_stream
+from .naming import Pseudonymizer
 from .walk import WalkEntry, walk_files
 
 if TYPE_CHECKING:  # torch: imported by the caller that builds the anonymizer, not here (fast argument checks)
@@ -135,11 +136,6 @@ def check_in_out(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     return src_real, dst_real
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return sha256_stream(handle)
-
-
 def input_id(key, in_dir: Path) -> str:
     """Keyed id of the input folder (its resolved path), recorded in ``run.json``: a resumed run
     must read the same IN. Without the key it reveals nothing about the path."""
@@ -214,7 +210,7 @@ class _Runner:
             record.update(
                 status="ok",
                 output=rel_out.as_posix(),
-                output_sha256=_sha256_file(dst),
+                output_sha256=sha256_file(dst),
                 notes=outcome.notes,
                 lossy=outcome.lossy,
                 shape=list(outcome.shape) if outcome.shape else None,
