@@ -33,6 +33,7 @@ from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator
 from torch import nn
 
+from ..data.keys import BatchKeys
 from ..labels import LabelSchema, get_schema
 from ..metrics import MeanAUC, VerificationAUC
 from .handlers import SampleMean
@@ -50,10 +51,10 @@ def privacy_loss(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
 
 
 def _pair_batch(batch: dict, device: torch.device, non_blocking: bool = False):
-    x1 = plain(batch["image1"], device, non_blocking)
-    x2 = plain(batch["image2"], device, non_blocking)
-    same = plain(batch["label"], device, non_blocking).float().reshape(-1, 1)
-    labels = plain(batch["labels1"], device, non_blocking).float()
+    x1 = plain(batch[BatchKeys.IMAGE1], device, non_blocking)
+    x2 = plain(batch[BatchKeys.IMAGE2], device, non_blocking)
+    same = plain(batch[BatchKeys.LABEL], device, non_blocking).float().reshape(-1, 1)
+    labels = plain(batch[BatchKeys.LABELS1], device, non_blocking).float()
     return x1, x2, same, labels
 
 

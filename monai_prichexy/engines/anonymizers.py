@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.keys import BatchKeys
 from ..networks import PriCheXyNet, PrivacyNetEncoder
 from ..networks.deformation import (
     SMOOTHING_MODES,
@@ -273,7 +274,7 @@ def build_anonymizer(
 
 @torch.no_grad()
 def mean_displacement(
-    network: nn.Module, loader: Iterable[Mapping[str, Any]], device: str | torch.device = "cpu", key: str = "image"
+    network: nn.Module, loader: Iterable[Mapping[str, Any]], device: str | torch.device = "cpu", key: str = BatchKeys.IMAGE
 ) -> dict[str, float]:
     """Mean ``|mu * G(x)|`` (both channels, all pixels) of a PriCheXy-Net over a loader.
 
