@@ -73,7 +73,7 @@ from .errors import BurnedInAnnotationError
 from .keys import DeidKey, as_key, date_shift_days, load_or_create_key, patient_pseudonym, remap_uid
 from .profile import PATIENT_ID, PATIENT_NAME, PIXEL_DATA, PROFILE_TABLE, ProfileCleaner
 
-__all__ = ["DeidConfig", "DeidResult", "deidentify", "deidentify_dataset"]
+__all__ = ["DeidConfig", "DeidResult", "deidentify", "deidentify_dataset", "copy_dataset"]
 
 TOOL_NAME = "monai_prichexy"
 
@@ -295,7 +295,8 @@ def _code_item(value: str) -> Dataset:
     return item
 
 
-def _copy_dataset(ds: Dataset, keep_pixel_data: bool) -> Dataset:
+def copy_dataset(ds: Dataset, keep_pixel_data: bool = True) -> Dataset:
+    """A deep copy of ``ds`` (without its file meta), without the top-level Pixel Data unless ``keep_pixel_data``."""
     out = Dataset()
     for tag in ds.keys():
         if not keep_pixel_data and int(tag) == PIXEL_DATA:
@@ -321,7 +322,7 @@ def deidentify(ds: Dataset, config: DeidConfig, *, keep_pixel_data: bool = True)
     pseudonym = patient_pseudonym(patient, key)
     offset = date_shift_days(patient, key, config.max_shift_days) if config.dates == "shift" else None
 
-    out = _copy_dataset(ds, keep_pixel_data)
+    out = copy_dataset(ds, keep_pixel_data)
     cleaner = ProfileCleaner(config, pseudonym, offset)
     cleaner.clean(out, top=True)
     cleaner.replaced += _redact_echoes(out, _echo_patterns(ds))
