@@ -39,7 +39,7 @@ from ..metrics import MeanAUC, VerificationAUC
 from .handlers import SampleMean
 from .reconstruction import anonymizer_meta
 from .stage import TrainingStage, metric_cmp_fn, prepare_network, wire_stage
-from .utils import build_optimizer, plain, resolve_device, set_requires_grad, unwrap
+from .utils import build_optimizer, optimizer_step, plain, resolve_device, set_requires_grad, unwrap
 
 __all__ = ["AdversarialStep", "AdversarialEvalStep", "create_adversarial_stage", "privacy_loss"]
 
@@ -126,20 +126,14 @@ class AdversarialStep:
 
         # 2) verifier step on (x1'.detach(), x2, y)
         if not self.freeze_verifier:
-            set_requires_grad(ver_net, True)
-            self.opt_verifier.zero_grad(set_to_none=True)
-            loss_v = F.binary_cross_entropy_with_logits(self.verifier(x1_anon, x2), same)
-            loss_v.backward()
-            self.opt_verifier.step()
-            out["loss_v"] = loss_v.item()
+            out["loss_v"] = optimizer_step(
+                ver_net, self.opt_verifier, lambda: F.binary_cross_entropy_with_logits(self.verifier(x1_anon, x2), same)
+            )
         # 3) classifier step on (x1'.detach(), labels)
         if not self.freeze_classifier:
-            set_requires_grad(cls_net, True)
-            self.opt_classifier.zero_grad(set_to_none=True)
-            loss_c = self.schema.loss(self.classifier(x1_anon), labels)
-            loss_c.backward()
-            self.opt_classifier.step()
-            out["loss_c"] = loss_c.item()
+            out["loss_c"] = optimizer_step(
+                cls_net, self.opt_classifier, lambda: self.schema.loss(self.classifier(x1_anon), labels)
+            )
         return out
 
 
