@@ -26,6 +26,7 @@ from ..hashing import hmac_sha256
 
 __all__ = [
     "DeidKey",
+    "as_key",
     "load_key",
     "create_key",
     "load_or_create_key",
@@ -91,6 +92,7 @@ class DeidKey:
 
 
 def as_key(key: DeidKey | bytes | bytearray) -> DeidKey:
+    """``key`` as a :class:`DeidKey` (raw bytes of at least 16 bytes are wrapped)."""
     return key if isinstance(key, DeidKey) else DeidKey(key)
 
 
