@@ -40,6 +40,7 @@ from .logsafe import capture_warnings, install as install_phi_filter, install_ex
 from .options import (KEY_SUFFIX, add_benchmark_arguments, add_dates_argument, add_deformation_arguments,
                       add_device_argument, add_key_file_argument, add_progress_argument, add_weights_arguments,
                       bad_number)
+from .pipeline.walk import is_inside
 
 __all__ = ["main", "build_parser", "default_key_path"]
 
@@ -54,21 +55,13 @@ def default_key_path(out_dir: str | Path) -> Path:
     return out.parent / (out.name + KEY_SUFFIX)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def _key_path(key_file: str | None, out_dir: Path, in_dir: Path | None = None) -> Path:
     """The key file named by ``--key-file`` (default: beside OUT); refused inside OUT, and inside IN
     when it does not exist yet (it would be created there)."""
     path = Path(key_file) if key_file else default_key_path(out_dir)
-    if _inside(path, out_dir):
+    if is_inside(path, out_dir):
         raise CliError(f"key file {path} is inside the output folder, which is meant to be published; keep it elsewhere")
-    if in_dir is not None and not path.exists() and _inside(path, in_dir):
+    if in_dir is not None and not path.exists() and is_inside(path, in_dir):
         raise CliError(f"key file {path} would be created inside the input folder; choose another --key-file")
     return path
 

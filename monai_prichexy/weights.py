@@ -15,7 +15,6 @@ before anything is unpickled.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pickle
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .bundle_files import read_model_json
+from .hashing import sha256_file
 from .networks import (
     AbnormalityClassifier,
     DeformationSetup,
@@ -79,15 +79,6 @@ class ChecksumMismatchError(WeightsError):
 
 class MissingSetupError(WeightsError):
     """The checkpoint does not record a set-up value (e.g. mu) and none was given."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def network_kwargs(network: nn.Module) -> dict[str, Any]:

@@ -149,3 +149,16 @@ def test_data_module_cache_gives_the_same_items(tiny_data):
     assert cached.pair_dataset("val") is cached.pair_dataset("val")  # built once
     with pytest.raises(ValueError):
         DataModule(tiny_data, cache_rate=2.0)
+
+
+def test_optimizer_step_switches_gradients_on_and_steps():
+    from monai_prichexy.engines.utils import optimizer_step, set_requires_grad
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.ones_(net.weight)
+    set_requires_grad(net, False)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    x = torch.tensor([[1.0, 2.0]])
+    loss = optimizer_step(net, opt, lambda: net(x).sum())
+    assert loss == 3.0 and all(p.requires_grad for p in net.parameters())
+    assert torch.equal(net.weight.detach(), torch.tensor([[0.5, 0.0]]))  # w - 0.5 * x

@@ -16,6 +16,7 @@ from monai_prichexy.networks import (
     PriCheXyNet,
     deform,
     gaussian_kernel,
+    gaussian_kernel_1d,
     identity_grid,
     sampling_grid,
     smooth_field,
@@ -62,6 +63,13 @@ def test_gaussian_kernel_equals_its_closed_form():
         gaussian_kernel(8, 2.0)
     with pytest.raises(ValueError, match="sigma"):
         gaussian_kernel(9, 0.0)
+
+
+def test_gaussian_kernel_1d_is_the_factor_of_the_2d_kernel():
+    g = gaussian_kernel_1d(7, 1.5, dtype=torch.float64)
+    x = np.arange(-3, 4, dtype=np.float64)
+    np.testing.assert_allclose(g.numpy(), np.exp(-(x**2) / (2 * 1.5**2)) / np.exp(-(x**2) / (2 * 1.5**2)).sum(), atol=1e-15)
+    assert torch.equal(gaussian_kernel(7, 1.5, dtype=torch.float64), g[:, None] * g[None, :])
 
 
 def test_zero_flow_with_displacement_smoothing_is_identity():

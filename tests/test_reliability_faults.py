@@ -65,9 +65,9 @@ torch.set_num_threads(1)
 import monai_prichexy.cli as cli
 import monai_prichexy.pipeline.batch, monai_prichexy.pipeline.anonymizer, monai_prichexy.pipeline.formats
 import monai_prichexy.dicom, monai_prichexy.transforms
-from monai_prichexy.dicom.deidentify import PROFILE_TABLE, _load_table
+from monai_prichexy.dicom.profile import PROFILE_TABLE, load_table
 import tqdm.auto, nibabel, PIL.Image, PIL.PngImagePlugin, PIL.TiffImagePlugin, PIL.JpegImagePlugin
-_load_table(PROFILE_TABLE)
+load_table(PROFILE_TABLE)
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)

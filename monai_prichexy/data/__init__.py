@@ -9,6 +9,7 @@ from .datasets import (
     resolve_image_paths,
 )
 from .kermany import KERMANY_COLUMNS, read_kermany_table
+from .keys import BatchKeys
 from .pairs import (
     VerificationPair,
     check_pairs_within_split,
@@ -48,6 +49,7 @@ from . import (  # noqa: E402
     chestxray14 as _c,
     datasets as _d,
     kermany as _k,
+    keys as _keys,
     pairs as _p,
     records as _r,
     splits as _s,
@@ -55,6 +57,9 @@ from . import (  # noqa: E402
 )
 from ..transforms import layout as _l  # noqa: E402
 
-__all__ = [*_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__, *_l.__all__]
+__all__ = [
+    *_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__, *_l.__all__,
+    *_keys.__all__,
+]
 
-del _c, _d, _k, _l, _p, _r, _s, _t
+del _c, _d, _k, _keys, _l, _p, _r, _s, _t

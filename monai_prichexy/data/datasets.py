@@ -32,6 +32,7 @@ from monai.transforms import (
 )
 
 from ..transforms.layout import RowsFirstd, ToGrayscaled
+from .keys import BatchKeys
 from .records import ImageRecord
 from .splits import load_split
 from .tables import read_table
@@ -61,7 +62,7 @@ def _default_readers() -> tuple[str, ...]:
 
 def build_transforms(
     size: int | Sequence[int] | None = 256,
-    keys: KeysCollection = ("image",),
+    keys: KeysCollection = (BatchKeys.IMAGE,),
     mode: str = "bilinear",
     anti_aliasing: bool = True,
     reader: str | Sequence[str] | None = None,
@@ -191,8 +192,8 @@ class ChestXray14Dataset(Dataset):
         seed: int = 0,
         size: int | Sequence[int] | None = 256,
         transform: Callable | None = None,
-        image_key: str = "image",
-        label_key: str = "label",
+        image_key: str = BatchKeys.IMAGE,
+        label_key: str = BatchKeys.LABEL,
         missing: str = "error",
     ) -> None:
         records = load_split(
@@ -253,12 +254,12 @@ class ChestXray14PairDataset(Dataset):
         self.image_dir = str(image_dir)
         data = [
             {
-                "image1": where[p.image1],
-                "image2": where[p.image2],
-                "label": torch.tensor([float(p.label)], dtype=torch.float32),
-                "labels1": torch.from_numpy(labels[p.image1].copy()),
-                "labels2": torch.from_numpy(labels[p.image2].copy()),
+                BatchKeys.IMAGE1: where[p.image1],
+                BatchKeys.IMAGE2: where[p.image2],
+                BatchKeys.LABEL: torch.tensor([float(p.label)], dtype=torch.float32),
+                BatchKeys.LABELS1: torch.from_numpy(labels[p.image1].copy()),
+                BatchKeys.LABELS2: torch.from_numpy(labels[p.image2].copy()),
             }
             for p in kept
         ]
-        super().__init__(data, transform if transform is not None else build_transforms(size, keys=("image1", "image2")))
+        super().__init__(data, transform if transform is not None else build_transforms(size, keys=(BatchKeys.IMAGE1, BatchKeys.IMAGE2)))

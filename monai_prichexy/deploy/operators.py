@@ -37,6 +37,7 @@ from ..dicom import DeidConfig, DeidKey, deidentify, load_or_create_key, radiogr
 from ..dicom import Radiograph, WriteResult, write_dataset
 from ..dicom.errors import DeidentificationError, DicomWriteError, UnsupportedDicomError
 from ..pipeline import Deformer, FileAnonymizer, Pseudonymizer
+from ..pipeline.walk import is_inside
 from ..weights import MissingSetupError
 from .options import resolve_model_file
 
@@ -78,14 +79,6 @@ class AnonymizationBatch:
 
     instances: list[AnonymizedInstance] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # reasons, one per refused instance
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _scrub(text: str, path: str | os.PathLike | None) -> str:
@@ -136,7 +129,7 @@ def build_file_anonymizer(
         hint = "; pass --mu or set PRICHEXY_MU" if isinstance(err, MissingSetupError) else ""
         raise ValueError(f"{weights.name}: {err}{hint}") from None
     if key_file:
-        if output_folder is not None and _inside(Path(key_file), Path(output_folder)):
+        if output_folder is not None and is_inside(key_file, output_folder):
             raise ValueError(f"key file {key_file} is inside the output folder, which is meant to be published")
         key = load_or_create_key(key_file)
     else:

@@ -5,24 +5,12 @@ out_path, deid=DeidConfig(key=...))``. This package knows nothing of networks or
 
 Header de-identification follows DICOM PS3.15 Annex E (Basic Application Level
 Confidentiality Profile, dicom-anonymizer's tables) plus removal of private tags, overlays,
-curves, icons and any other copy of the pixels; see :mod:`.deidentify`. Text burned into the
+curves, icons and any other copy of the pixels; see :mod:`.deidentify` (the run), :mod:`.profile`
+(the profile engine) and :mod:`.keys` (the key and the keyed UIDs, pseudonyms and date offsets). Text burned into the
 pixels is out of scope: files with ``BurnedInAnnotation == "YES"`` are refused by default.
 """
 
-from .deidentify import (
-    PROFILE_TABLE,
-    DeidConfig,
-    DeidKey,
-    DeidResult,
-    create_key,
-    date_shift_days,
-    deidentify,
-    deidentify_dataset,
-    load_key,
-    load_or_create_key,
-    patient_pseudonym,
-    remap_uid,
-)
+from .deidentify import DeidConfig, DeidResult, deidentify, deidentify_dataset
 from .errors import (
     BurnedInAnnotationError,
     DeidentificationError,
@@ -31,6 +19,8 @@ from .errors import (
     NotDicomError,
     UnsupportedDicomError,
 )
+from .keys import DeidKey, create_key, date_shift_days, load_key, load_or_create_key, patient_pseudonym, remap_uid
+from .profile import PROFILE_TABLE
 from .reader import (
     PROJECTION_MODALITIES,
     RADIOGRAPH_SOP_CLASSES,

@@ -1,14 +1,12 @@
 """Header de-identification: DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile.
 
 The per-attribute actions (D, Z, X, U, K and the conditional Z/D, X/Z, X/D, X/Z/D, X/Z/U*)
-come from the tables that **dicom-anonymizer** ships (``dicomanonymizer.simpledicomanonymizer.
-initialize_actions``, Table E.1-1 of the standard, newest edition in the package). This
-module applies them with its own engine, because the pipeline needs things the library's
-``anonymize_dataset`` does not do: keyed, reproducible UID remapping (the library draws
-random UIDs and keeps them in a process-global dict), the actions applied inside *every*
-nested sequence item (the library applies single-tag rules to the top level only), date
-shifting, and pseudonyms. For the values themselves (dummy ``D`` values, ``Z`` emptying by
-VR) the library's own ``replace`` / ``empty`` functions are called.
+come from the tables that **dicom-anonymizer** ships (Table E.1-1 of the standard); the
+engine that applies them is :mod:`.profile` (the library draws random UIDs and keeps them in
+a process-global dict, and applies single-tag rules to the top level only, so it has its
+own), the keyed values come from :mod:`.keys`. This module configures a run
+(:class:`DeidConfig`), applies the profile to a copy of a dataset, redacts echoes of the
+removed identifiers and records what was done.
 
 How conditional actions are resolved for single-frame radiograph IODs (CR, DX, DR, SC, ...):
 
@@ -61,197 +59,23 @@ refused unless ``allow_burned_in=True``; the pixel deformation does not remove s
 from __future__ import annotations
 
 import copy
-import datetime as _dt
-import hashlib
-import hmac
-import logging
 import os
 import re
-import secrets
-import stat
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag, Tag
 from pydicom.uid import generate_uid
 
-from .errors import BurnedInAnnotationError, DeidentificationError
+from .errors import BurnedInAnnotationError
+from .keys import DeidKey, as_key, date_shift_days, load_or_create_key, patient_pseudonym, remap_uid
+from .profile import PATIENT_ID, PATIENT_NAME, PIXEL_DATA, PROFILE_TABLE, ProfileCleaner
 
-__all__ = [
-    "DeidKey",
-    "DeidConfig",
-    "DeidResult",
-    "PROFILE_TABLE",
-    "deidentify",
-    "deidentify_dataset",
-    "remap_uid",
-    "patient_pseudonym",
-    "date_shift_days",
-    "shift_date",
-    "shift_datetime",
-    "load_key",
-    "create_key",
-    "load_or_create_key",
-]
-
-logger = logging.getLogger(__name__)
-
-#: dicom-anonymizer table used by default (Table E.1-1 of PS3.15, edition 2026c)
-PROFILE_TABLE = "dicomfields_2026c"
+__all__ = ["DeidConfig", "DeidResult", "deidentify", "deidentify_dataset", "copy_dataset"]
 
 TOOL_NAME = "monai_prichexy"
-
-# ---------------------------------------------------------------------------------- keys
-
-
-class DeidKey:
-    """The secret behind UID remapping, pseudonyms and date offsets (>= 16 bytes).
-
-    ``repr`` never shows the secret; :attr:`fingerprint` identifies a key in reports.
-    """
-
-    __slots__ = ("_secret",)
-    MIN_BYTES = 16
-
-    def __init__(self, secret: bytes | bytearray) -> None:
-        if not isinstance(secret, (bytes, bytearray)):
-            raise TypeError("DeidKey needs bytes")
-        if len(secret) < self.MIN_BYTES:
-            raise ValueError(f"a de-identification key needs at least {self.MIN_BYTES} bytes")
-        self._secret = bytes(secret)
-
-    @classmethod
-    def generate(cls, nbytes: int = 32) -> DeidKey:
-        return cls(secrets.token_bytes(nbytes))
-
-    @classmethod
-    def from_hex(cls, text: str) -> DeidKey:
-        try:
-            return cls(bytes.fromhex(text.strip()))
-        except ValueError as exc:
-            raise ValueError(f"invalid hex key: {exc}") from None
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> DeidKey:
-        return load_key(path)
-
-    def to_hex(self) -> str:
-        return self._secret.hex()
-
-    def digest(self, message: bytes) -> bytes:
-        """HMAC-SHA256(key, message)."""
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
-
-    @property
-    def fingerprint(self) -> str:
-        """12 hex digits that identify the key without revealing it."""
-        return self.digest(b"monai_prichexy key fingerprint").hex()[:12]
-
-    def __repr__(self) -> str:
-        return f"DeidKey(<secret>, fingerprint={self.fingerprint})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DeidKey) and hmac.compare_digest(self._secret, other._secret)
-
-    def __hash__(self) -> int:
-        return hash(self.fingerprint)
-
-
-def _as_key(key: DeidKey | bytes | bytearray) -> DeidKey:
-    return key if isinstance(key, DeidKey) else DeidKey(key)
-
-
-def load_key(path: str | os.PathLike) -> DeidKey:
-    """Read a key file (hex text). Warns when group/others can read it."""
-    path = Path(path)
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning("key file %s is accessible by group/others (mode %o); use chmod 600", path, mode & 0o777)
-    return DeidKey.from_hex(path.read_text(encoding="ascii"))
-
-
-def create_key(path: str | os.PathLike, nbytes: int = 32) -> DeidKey:
-    """Create a new key file: ``nbytes`` random bytes as hex, mode 0600. Fails if it exists."""
-    path = Path(path)
-    key = DeidKey.generate(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.write(fd, (key.to_hex() + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
-
-
-def load_or_create_key(path: str | os.PathLike, create: bool = True) -> DeidKey:
-    """Load the key in ``path``; create it (0600) when it does not exist and ``create``."""
-    path = Path(path)
-    if not path.exists():
-        if not create:
-            raise FileNotFoundError(f"key file {path} does not exist")
-        try:
-            return create_key(path)
-        except FileExistsError:  # created meanwhile by a parallel job
-            pass
-    return load_key(path)
-
-
-# ----------------------------------------------------------------- keyed derived values
-
-
-def remap_uid(uid: str, key: DeidKey | bytes) -> str:
-    """``"2.25." + str(int(HMAC-SHA256(key, uid)[:16]))``: same input and key -> same UID."""
-    value = str(uid).strip().rstrip("\x00")
-    digest = _as_key(key).digest(value.encode("ascii", errors="surrogateescape"))
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
-
-
-def patient_pseudonym(patient_id: str, key: DeidKey | bytes) -> str:
-    """``"ANON-" + 10 hex digits`` of HMAC(key, PatientID)."""
-    digest = _as_key(key).digest(b"patient-pseudonym\x00" + str(patient_id).encode("utf-8"))
-    return "ANON-" + digest[:5].hex()
-
-
-def date_shift_days(patient_id: str, key: DeidKey | bytes, max_days: int = 365) -> int:
-    """Per-patient date offset in ``-max_days .. -1`` derived from HMAC(key, PatientID)."""
-    if max_days < 1:
-        raise ValueError("max_days must be >= 1")
-    digest = _as_key(key).digest(b"date-shift\x00" + str(patient_id).encode("utf-8"))
-    return -(int.from_bytes(digest[:8], "big") % max_days + 1)
-
-
-_DA_RE = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
-_DT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{0,6}(?:\.\d{1,6})?)([+-]\d{4})?$")
-
-
-def shift_date(value: str, days: int) -> str | None:
-    """Shift a DA value (``YYYYMMDD``, also legacy ``YYYY.MM.DD``); ``None`` if impossible."""
-    m = _DA_RE.match(str(value).strip())
-    if not m:
-        return None
-    try:
-        day = _dt.date(int(m[1]), int(m[2]), int(m[3])) + _dt.timedelta(days=days)
-    except (ValueError, OverflowError):
-        return None
-    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
-
-
-def shift_datetime(value: str, days: int) -> str | None:
-    """Shift the date part of a DT value (needs at least ``YYYYMMDD``); time and offset kept."""
-    m = _DT_RE.match(str(value).strip())
-    if not m:
-        return None
-    day = shift_date(m[1] + m[2] + m[3], days)
-    if day is None:
-        return None
-    return day + (m[4] or "") + (m[5] or "")
-
 
 # ------------------------------------------------------------------------ configuration
 
@@ -286,7 +110,7 @@ class DeidConfig:
         return cls(key=load_or_create_key(path, create=create), **options)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", _as_key(self.key))
+        object.__setattr__(self, "key", as_key(self.key))
         if not isinstance(self.method_info, str):
             object.__setattr__(self, "method_info", tuple(str(v) for v in self.method_info))
         if self.dates not in ("remove", "shift"):
@@ -309,249 +133,12 @@ class DeidResult:
     notes: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------- profile tables
-
-
-@dataclass(frozen=True)
-class _Table:
-    single: dict
-    masked: tuple
-
-
-@lru_cache(maxsize=4)
-def _load_table(name: str) -> _Table:
-    try:
-        from dicomanonymizer import simpledicomanonymizer as sda
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise DeidentificationError("dicom-anonymizer is required for header de-identification") from exc
-    codes = {
-        sda.replace: "D",
-        sda.empty: "Z",
-        sda.delete: "X",
-        sda.replace_UID: "U",
-        sda.empty_or_replace: "Z/D",
-        sda.delete_or_empty: "X/Z",
-        sda.delete_or_replace: "X/D",
-        sda.delete_or_empty_or_replace: "X/Z/D",
-        sda.delete_or_empty_or_replace_UID: "X/Z/U*",
-        sda.keep: "K",
-    }
-    actions = sda.initialize_actions(name)
-    single, masked = {}, []
-    for tag, fn in actions.items():
-        code = codes.get(fn)
-        if code is None:
-            raise DeidentificationError(f"unknown dicom-anonymizer action {fn!r} for {tag}")
-        if len(tag) == 2:
-            single[int(Tag(tag))] = code
-        else:
-            masked.append((tag[0], tag[1], tag[2], tag[3], code))
-    return _Table(single=single, masked=tuple(masked))
-
-
-def _lib():
-    from dicomanonymizer import simpledicomanonymizer as sda
-
-    return sda
-
-
-# ---------------------------------------------------------------------- special tags
-
-_PIXEL_DATA = 0x7FE00010
-_PATIENT_NAME = 0x00100010
-_PATIENT_ID = 0x00100020
-_BIRTH_DATE = 0x00100030
-_BIRTH_TIME = 0x00100032
-_ALWAYS_REMOVE = {
-    0x00880200,  # Icon Image Sequence (any depth)
-    0x00287FE0,  # Pixel Data Provider URL
-    0x00420011,  # Encapsulated Document
-    0x00700001,  # Graphic Annotation Sequence
-    0x00700008,  # Text Object Sequence
-    0x00700009,  # Graphic Object Sequence
-    0xFFFAFFFA,  # Digital Signatures Sequence
-    0x4FFE0001,  # MAC Parameters Sequence
-    0xFFFCFFFC,  # Data Set Trailing Padding
-    0x04000561,  # Original Attributes Sequence
-}
-_PATIENT_CHARACTERISTICS = {
-    0x00101010,  # Patient's Age
-    0x00100040,  # Patient's Sex
-    0x00101020,  # Patient's Size
-    0x00101030,  # Patient's Weight
-    0x00102203,  # Patient's Sex Neutered
-    0x001021C0,  # Pregnancy Status
-    0x001021A0,  # Smoking Status
-}
-_DICOM_UID_ROOT = "1.2.840.10008."
-_KEEP_UID_SUFFIXES = ("ClassUID", "SchemeUID", "SyntaxUID", "CreatorUID", "ImplementationClassUID")
-_X_CODES = ("X", "X/Z", "X/D", "X/Z/D")
-_KEEP_UR = ("CodingSchemeURL", "URNCodeValue")
-
 _CODES = {
     "113100": "Basic Application Confidentiality Profile",
     "113103": "Clean Graphics Option",
     "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
     "113108": "Retain Patient Characteristics Option",
 }
-
-
-def _drop_always(tag: BaseTag, top: bool) -> bool:
-    group = tag.group
-    if tag.is_private or tag.element == 0x0000:
-        return True
-    if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF or group == 0x5400:
-        return True
-    if 0x7F00 <= group <= 0x7FFF:
-        return not (top and int(tag) == _PIXEL_DATA)
-    return int(tag) in _ALWAYS_REMOVE
-
-
-class _Cleaner:
-    def __init__(self, config: DeidConfig, pseudonym: str, offset: int | None) -> None:
-        self.config = config
-        self.key: DeidKey = config.key  # type: ignore[assignment]
-        self.table = _load_table(config.profile_table)
-        self.pseudonym = pseudonym
-        self.offset = offset
-        self.removed = self.replaced = self.remapped = 0
-
-    # -- table lookup
-    def code(self, tag: BaseTag) -> str | None:
-        code = self.table.single.get(int(tag))
-        if code is not None:
-            return code
-        for group, element, gmask, emask, mcode in self.table.masked:
-            if tag.group & gmask == group & gmask and tag.element & emask == element & emask:
-                return mcode
-        return None
-
-    def remap(self, value):
-        if isinstance(value, (list, MultiValue)):
-            return [self.remap(v) for v in value]
-        if value is None or str(value).strip() == "":
-            return value
-        self.remapped += 1
-        return remap_uid(str(value), self.key)
-
-    def _delete(self, ds: Dataset, tag: BaseTag) -> None:
-        del ds[tag]
-        self.removed += 1
-
-    def _lib_action(self, ds: Dataset, tag: BaseTag, name: str) -> None:
-        """Call dicom-anonymizer's ``replace`` (D) or ``empty`` (Z) on one element."""
-        try:
-            getattr(_lib(), name)(ds, (tag.group, tag.element))
-            self.replaced += 1
-        except Exception:  # VR the library cannot fill: remove instead
-            self._delete(ds, tag)
-
-    # -- walking
-    def clean(self, ds: Dataset, top: bool) -> None:
-        for tag in list(ds.keys()):
-            tag = Tag(tag)
-            if _drop_always(tag, top):
-                self._delete(ds, tag)
-                continue
-            try:
-                elem = ds[tag]
-            except Exception:  # undecodable value: drop it
-                self._delete(ds, tag)
-                continue
-            if elem.VR == "UN":
-                self._delete(ds, tag)
-                continue
-            self.handle(ds, elem, self.code(tag), top)
-
-    def handle(self, ds: Dataset, elem, code: str | None, top: bool) -> None:
-        tag, vr = elem.tag, elem.VR
-        itag = int(tag)
-        if itag in (_PATIENT_NAME, _PATIENT_ID):
-            elem.value = self.pseudonym
-            self.replaced += 1
-            return
-        if itag == _BIRTH_DATE:
-            elem.value = ""
-            self.replaced += 1
-            return
-        if itag == _BIRTH_TIME:
-            self._delete(ds, tag)
-            return
-        if self.config.retain_patient_characteristics and itag in _PATIENT_CHARACTERISTICS:
-            return
-        if vr == "SQ":
-            self.sequence(ds, elem, code)
-        elif vr in ("DA", "DT", "TM"):
-            self.temporal(ds, elem, code)
-        elif vr == "UI":
-            self.uid(ds, elem, code)
-        elif code is None and vr == "PN":  # a person name the table does not list
-            elem.value = ""
-            self.replaced += 1
-        elif code is None and vr == "UR" and elem.keyword not in _KEEP_UR:  # URLs may embed UIDs
-            self._delete(ds, tag)
-        elif code is None or code == "K":
-            return
-        elif code in _X_CODES:
-            self._delete(ds, tag)
-        elif code in ("Z", "Z/D"):
-            self._lib_action(ds, tag, "empty")
-        else:  # D, U on a non-UID
-            self._lib_action(ds, tag, "replace")
-
-    def sequence(self, ds: Dataset, elem, code: str | None) -> None:
-        if code in _X_CODES:
-            self._delete(ds, elem.tag)
-        elif code in ("Z", "Z/D"):
-            elem.value = Sequence([])
-            self.replaced += 1
-        else:  # not listed, K, D, U, X/Z/U*: clean the items with the same table
-            for item in elem.value:
-                self.clean(item, top=False)
-
-    def temporal(self, ds: Dataset, elem, code: str | None) -> None:
-        if code == "K":
-            return
-        if self.config.dates == "shift":
-            if elem.VR == "TM":
-                return  # whole-day offsets: the time of day is kept
-            value = elem.value
-            if value in (None, "") or (isinstance(value, MultiValue) and len(value) == 0):
-                return
-            values = list(value) if isinstance(value, MultiValue) else [value]
-            fn = shift_date if elem.VR == "DA" else shift_datetime
-            shifted = [fn(str(v), self.offset or 0) for v in values]
-            if any(s is None for s in shifted):
-                self._delete(ds, elem.tag)  # partial or malformed: cannot be shifted
-                return
-            elem.value = shifted if len(shifted) > 1 else shifted[0]
-            self.replaced += 1
-            return
-        # dates="remove"
-        if code in ("D", "Z/D", "U"):
-            self._lib_action(ds, elem.tag, "replace")  # dummy value (e.g. 00010101)
-        elif code == "Z":
-            elem.value = ""
-            self.replaced += 1
-        else:  # X*, or not listed: remove
-            self._delete(ds, elem.tag)
-
-    def uid(self, ds: Dataset, elem, code: str | None) -> None:
-        if code == "K":
-            return
-        if code in ("U", "D", "Z/D", "X/Z/U*"):
-            elem.value = self.remap(elem.value)
-        elif code in _X_CODES:
-            self._delete(ds, elem.tag)
-        elif code == "Z":
-            elem.value = ""
-            self.replaced += 1
-        else:  # not listed: remap instance-like UIDs, keep DICOM-defined and class/scheme UIDs
-            keyword = elem.keyword or ""
-            values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
-            defined = all(str(v).startswith(_DICOM_UID_ROOT) or not str(v).strip() for v in values)
-            if not defined and not keyword.endswith(_KEEP_UID_SUFFIXES):
-                elem.value = self.remap(elem.value)
 
 
 # ------------------------------------------------------- echoes of removed identifiers
@@ -626,7 +213,7 @@ def _redact_echoes(ds: Dataset, patterns: list[re.Pattern], top: bool = True) ->
             for item in elem.value or []:
                 changed += _redact_echoes(item, patterns, top=False)
             continue
-        if elem.VR not in _FREE_TEXT_VRS or (top and int(elem.tag) in (_PATIENT_NAME, _PATIENT_ID)):
+        if elem.VR not in _FREE_TEXT_VRS or (top and int(elem.tag) in (PATIENT_NAME, PATIENT_ID)):
             continue
         values = _values(elem.value)
         redacted = []
@@ -708,10 +295,11 @@ def _code_item(value: str) -> Dataset:
     return item
 
 
-def _copy_dataset(ds: Dataset, keep_pixel_data: bool) -> Dataset:
+def copy_dataset(ds: Dataset, keep_pixel_data: bool = True) -> Dataset:
+    """A deep copy of ``ds`` (without its file meta), without the top-level Pixel Data unless ``keep_pixel_data``."""
     out = Dataset()
     for tag in ds.keys():
-        if not keep_pixel_data and int(tag) == _PIXEL_DATA:
+        if not keep_pixel_data and int(tag) == PIXEL_DATA:
             continue
         out.add(copy.deepcopy(ds[tag]))
     return out
@@ -734,8 +322,8 @@ def deidentify(ds: Dataset, config: DeidConfig, *, keep_pixel_data: bool = True)
     pseudonym = patient_pseudonym(patient, key)
     offset = date_shift_days(patient, key, config.max_shift_days) if config.dates == "shift" else None
 
-    out = _copy_dataset(ds, keep_pixel_data)
-    cleaner = _Cleaner(config, pseudonym, offset)
+    out = copy_dataset(ds, keep_pixel_data)
+    cleaner = ProfileCleaner(config, pseudonym, offset)
     cleaner.clean(out, top=True)
     cleaner.replaced += _redact_echoes(out, _echo_patterns(ds))
 

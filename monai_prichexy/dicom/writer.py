@@ -25,7 +25,6 @@ removed and nothing appears at ``out_path``. The input file is never written to.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import warnings
@@ -48,8 +47,9 @@ from pydicom.uid import (
 )
 
 from ..atomic import atomic_write
-from .deidentify import DeidConfig, DeidResult, deidentify
+from .deidentify import DeidConfig, DeidResult, copy_dataset, deidentify
 from .errors import DicomWriteError
+from .profile import PIXEL_DATA
 from .reader import Radiograph, read_radiograph, stored_value_range
 
 __all__ = [
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 _NATIVE_KEPT = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 _LOSSLESS_ENCODABLE = (RLELossless, JPEGLSLossless, JPEG2000Lossless)
-_PIXEL_DATA = 0x7FE00010
 
 
 @dataclass
@@ -171,12 +170,12 @@ def _set_pixels(ds: Dataset, arr: np.ndarray, ts: UID, info: dict) -> tuple[UID,
             reason = f"{ts.name} encoding failed ({type(exc).__name__}: {exc}); written uncompressed"
             logger.warning(reason)
             ts = ExplicitVRLittleEndian
-            if _PIXEL_DATA in ds:
-                del ds[_PIXEL_DATA]
+            if PIXEL_DATA in ds:
+                del ds[PIXEL_DATA]
     data = arr.tobytes()
     if len(data) % 2:
         data += b"\x00"
-    ds.add_new(_PIXEL_DATA, "OW" if info["bits_allocated"] == 16 else "OB", data)
+    ds.add_new(PIXEL_DATA, "OW" if info["bits_allocated"] == 16 else "OB", data)
     ds.file_meta.TransferSyntaxUID = ts
     return ts, reason
 
@@ -246,8 +245,8 @@ def write_dataset(
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"PRICHEXY_{__version__}"[:16]
     ds.file_meta = meta
-    if _PIXEL_DATA in ds:
-        del ds[_PIXEL_DATA]
+    if PIXEL_DATA in ds:
+        del ds[PIXEL_DATA]
     info = dict(
         photometric=photometric,
         bits_allocated=bits_allocated,
@@ -305,10 +304,7 @@ def write_radiograph(
         ds = result.dataset
     else:
         result = None
-        ds = Dataset()
-        for tag in rad.dataset.keys():
-            if int(tag) != _PIXEL_DATA:
-                ds.add(copy.deepcopy(rad.dataset[tag]))
+        ds = copy_dataset(rad.dataset, keep_pixel_data=False)
         ds.SOPInstanceUID = generate_uid()
     written = write_dataset(
         ds,

@@ -33,12 +33,13 @@ from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator
 from torch import nn
 
+from ..data.keys import BatchKeys
 from ..labels import LabelSchema, get_schema
 from ..metrics import MeanAUC, VerificationAUC
 from .handlers import SampleMean
 from .reconstruction import anonymizer_meta
 from .stage import TrainingStage, metric_cmp_fn, prepare_network, wire_stage
-from .utils import build_optimizer, plain, resolve_device, set_requires_grad, unwrap
+from .utils import build_optimizer, optimizer_step, plain, resolve_device, set_requires_grad, unwrap
 
 __all__ = ["AdversarialStep", "AdversarialEvalStep", "create_adversarial_stage", "privacy_loss"]
 
@@ -50,10 +51,10 @@ def privacy_loss(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
 
 
 def _pair_batch(batch: dict, device: torch.device, non_blocking: bool = False):
-    x1 = plain(batch["image1"], device, non_blocking)
-    x2 = plain(batch["image2"], device, non_blocking)
-    same = plain(batch["label"], device, non_blocking).float().reshape(-1, 1)
-    labels = plain(batch["labels1"], device, non_blocking).float()
+    x1 = plain(batch[BatchKeys.IMAGE1], device, non_blocking)
+    x2 = plain(batch[BatchKeys.IMAGE2], device, non_blocking)
+    same = plain(batch[BatchKeys.LABEL], device, non_blocking).float().reshape(-1, 1)
+    labels = plain(batch[BatchKeys.LABELS1], device, non_blocking).float()
     return x1, x2, same, labels
 
 
@@ -125,20 +126,14 @@ class AdversarialStep:
 
         # 2) verifier step on (x1'.detach(), x2, y)
         if not self.freeze_verifier:
-            set_requires_grad(ver_net, True)
-            self.opt_verifier.zero_grad(set_to_none=True)
-            loss_v = F.binary_cross_entropy_with_logits(self.verifier(x1_anon, x2), same)
-            loss_v.backward()
-            self.opt_verifier.step()
-            out["loss_v"] = loss_v.item()
+            out["loss_v"] = optimizer_step(
+                ver_net, self.opt_verifier, lambda: F.binary_cross_entropy_with_logits(self.verifier(x1_anon, x2), same)
+            )
         # 3) classifier step on (x1'.detach(), labels)
         if not self.freeze_classifier:
-            set_requires_grad(cls_net, True)
-            self.opt_classifier.zero_grad(set_to_none=True)
-            loss_c = self.schema.loss(self.classifier(x1_anon), labels)
-            loss_c.backward()
-            self.opt_classifier.step()
-            out["loss_c"] = loss_c.item()
+            out["loss_c"] = optimizer_step(
+                cls_net, self.opt_classifier, lambda: self.schema.loss(self.classifier(x1_anon), labels)
+            )
         return out
 
 

@@ -27,8 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.keys import BatchKeys
 from ..networks import PriCheXyNet, PrivacyNetEncoder
-from ..networks.deformation import SMOOTHING_MODES, frame_width_px, identity_grid, sampling_grid, warp
+from ..networks.deformation import (
+    SMOOTHING_MODES,
+    frame_width_px,
+    gaussian_kernel_1d,
+    identity_grid,
+    sampling_grid,
+    warp,
+)
 from ..transforms import DPPix
 from ..weights import load_network, load_prichexynet
 from .utils import plain, unwrap
@@ -51,13 +59,6 @@ class IdentityAnonymizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-def _gaussian_1d(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
 
 
 class RandomDeformation(nn.Module):
@@ -115,7 +116,8 @@ class RandomDeformation(nn.Module):
         """A random smooth ``(B, 2, h, w)`` field in [-1, 1] (standardised per image, then tanh)."""
         b, h, w = shape
         noise = torch.randn((b, 2, h, w), generator=self._generator).to(device, dtype)
-        k = _gaussian_1d(self.field_sigma, device, dtype)
+        radius = max(1, int(math.ceil(3 * self.field_sigma)))
+        k = gaussian_kernel_1d(2 * radius + 1, self.field_sigma, device=device, dtype=dtype)
         r = k.numel() // 2
         x = F.pad(noise, (r, r, 0, 0), mode="reflect" if w > r else "replicate")
         x = F.conv2d(x, k.view(1, 1, 1, -1).expand(2, 1, 1, -1), groups=2)
@@ -272,7 +274,7 @@ def build_anonymizer(
 
 @torch.no_grad()
 def mean_displacement(
-    network: nn.Module, loader: Iterable[Mapping[str, Any]], device: str | torch.device = "cpu", key: str = "image"
+    network: nn.Module, loader: Iterable[Mapping[str, Any]], device: str | torch.device = "cpu", key: str = BatchKeys.IMAGE
 ) -> dict[str, float]:
     """Mean ``|mu * G(x)|`` (both channels, all pixels) of a PriCheXy-Net over a loader.
 

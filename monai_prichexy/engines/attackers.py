@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..networks import EmbeddingNet, SiameseVerifier
@@ -96,7 +97,33 @@ class BatchAugment:
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class SiameseAttacker:
+class _LearnedAttacker:
+    """What the Siamese and the metric attacker share: a network trained by an engine stage, and its embeddings."""
+
+    network: nn.Module | None
+    augment: dict[str, float] | None
+    device: torch.device
+
+    def _batch_augment(self, seed: int) -> BatchAugment | None:
+        return None if self.augment is None else BatchAugment(**self.augment, seed=seed)
+
+    def _trained(self, stage) -> dict[str, Any]:
+        """Run ``stage``, keep its network (eval mode) and summarise the training."""
+        summary = stage.run()
+        self.network = unwrap(stage.network).eval()
+        return _fit_summary(summary)
+
+    def _check_trained(self) -> None:
+        if self.network is None:
+            raise RuntimeError("the attacker is not trained: call fit first")
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        return torch.cat([self.network.embed(images[i : i + batch_size].to(self.device)).float().cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+class SiameseAttacker(_LearnedAttacker):
     """The paper's attacker: a fresh Siamese verifier trained on anonymized pairs.
 
     Args:
@@ -136,32 +163,24 @@ class SiameseAttacker:
         val_a, val_r = ctx.val_anon.images, ctx.val_real.images
         train_loader = DataLoader(TensorPairDataset(train, train, *ctx.train_pairs), batch_size=self.batch_size, shuffle=True)
         val_loader = DataLoader(TensorPairDataset(val_a, val_r, *ctx.val_pairs), batch_size=max(self.batch_size, 64))
-        augment = None if self.augment is None else BatchAugment(**self.augment, seed=seed)
+        augment = self._batch_augment(seed)
         stage = create_verifier_stage(
             SiameseVerifier(**self.network_kwargs), train_loader, val_loader, max_epochs=self.max_epochs, lr=self.lr,
             patience=self.patience, device=self.device, train_anonymizer=augment, name="siamese_attack",
             select=self.select, progress=self.progress, meta={"seed": seed, "attack": True},
         )
-        summary = stage.run()
-        self.network = unwrap(stage.network).eval()
-        return _fit_summary(summary)
-
-    @torch.no_grad()
-    def embed(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        return torch.cat([self.network.embed(images[i : i + batch_size].to(self.device)).float().cpu()
-                          for i in range(0, len(images), batch_size)])
+        return self._trained(stage)
 
     @torch.no_grad()
     def scores(self, queries: torch.Tensor, gallery: torch.Tensor, chunk: int = 64) -> np.ndarray:
-        if self.network is None:
-            raise RuntimeError("the attacker is not trained: call fit first")
+        self._check_trained()
         eq, eg = self.embed(queries).to(self.device), self.embed(gallery).to(self.device)
         rows = [self.network.score_embeddings(eq[i : i + chunk, None, :], eg[None, :, :]).squeeze(-1).float().cpu()
                 for i in range(0, len(eq), chunk)]
         return torch.cat(rows).numpy()
 
 
-class MetricAttacker:
+class MetricAttacker(_LearnedAttacker):
     """An embedding trained with a supervised-contrastive loss over patient ids, scored by cosine.
 
     Args:
@@ -207,25 +226,17 @@ class MetricAttacker:
         dataset = TensorImageDataset(train, ctx.train.labels[keep], codes[keep])
         train_loader = metric_train_loader(dataset, codes[keep], self.batch_size, self.m_per_patient)
         val_loader = DataLoader(TensorPairDataset(ctx.val_anon.images, ctx.val_real.images, *ctx.val_pairs), batch_size=128)
-        augment = None if self.augment is None else BatchAugment(**self.augment, seed=seed)
+        augment = self._batch_augment(seed)
         stage = create_metric_stage(
             EmbeddingNet(**self.network_kwargs), train_loader, val_loader, max_epochs=self.max_epochs, lr=self.lr,
             weight_decay=self.weight_decay, temperature=self.temperature, augment=augment, device=self.device,
             select=self.select, progress=self.progress, meta={"seed": seed, "attack": True},
         )
-        summary = stage.run()
-        self.network = unwrap(stage.network).eval()
-        return _fit_summary(summary)
-
-    @torch.no_grad()
-    def embed(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        return torch.cat([self.network.embed(images[i : i + batch_size].to(self.device)).float().cpu()
-                          for i in range(0, len(images), batch_size)])
+        return self._trained(stage)
 
     @torch.no_grad()
     def scores(self, queries: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
-        if self.network is None:
-            raise RuntimeError("the attacker is not trained: call fit first")
+        self._check_trained()
         return (self.embed(queries) @ self.embed(gallery).T).numpy()
 
 

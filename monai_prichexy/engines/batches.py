@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..data.keys import BatchKeys
 from .utils import plain
 
 __all__ = ["ImageLabelBatch", "ReconstructionBatch", "PairBatch"]
@@ -30,18 +31,18 @@ class ImageLabelBatch:
         self.anonymizer = anonymizer
 
     def __call__(self, batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False, **_: Any):
-        image = plain(batch["image"], device, non_blocking)
+        image = plain(batch[BatchKeys.IMAGE], device, non_blocking)
         if self.anonymizer is not None:
             with torch.no_grad():
                 image = self.anonymizer(image)
-        return image, plain(batch["label"], device, non_blocking)
+        return image, plain(batch[BatchKeys.LABEL], device, non_blocking)
 
 
 class ReconstructionBatch:
     """``{"image"}`` -> ``(image, image)`` (generator pre-training: MSE(warp(x), x))."""
 
     def __call__(self, batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False, **_: Any):
-        image = plain(batch["image"], device, non_blocking)
+        image = plain(batch[BatchKeys.IMAGE], device, non_blocking)
         return image, image
 
 
@@ -63,12 +64,12 @@ class PairBatch:
         self.anonymize2 = anonymize2
 
     def __call__(self, batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False, **_: Any):
-        x1 = plain(batch["image1"], device, non_blocking)
-        x2 = plain(batch["image2"], device, non_blocking)
+        x1 = plain(batch[BatchKeys.IMAGE1], device, non_blocking)
+        x2 = plain(batch[BatchKeys.IMAGE2], device, non_blocking)
         with torch.no_grad():
             if self.anonymize1 is not None:
                 x1 = self.anonymize1(x1)
             if self.anonymize2 is not None:
                 x2 = self.anonymize2(x2)
-        label = plain(batch["label"], device, non_blocking).float().reshape(-1, 1)
+        label = plain(batch[BatchKeys.LABEL], device, non_blocking).float().reshape(-1, 1)
         return x1, label, (x2,), {}

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from ignite.metrics import Loss
 from monai.handlers import from_engine
+from monai.utils import CommonKeys
 from torch import nn
 
 from ..labels import LabelSchema, get_schema
@@ -74,7 +75,7 @@ def create_classifier_stage(
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return schema.loss(logits, target)
 
-    pred_label = from_engine(["pred", "label"])
+    pred_label = from_engine([CommonKeys.PRED, CommonKeys.LABEL])
 
     def probs_label(output):
         pred, label = pred_label(output)

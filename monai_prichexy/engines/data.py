@@ -33,6 +33,7 @@ from ..data import (
     read_table,
     sample_split_pairs,
 )
+from ..data.keys import BatchKeys
 from ..labels import LabelSchema
 from .utils import get_logger
 
@@ -248,7 +249,7 @@ class DataModule:
     def image_dataset(self, split: str) -> Dataset:
         """Lazy ``{"image", "label"}`` dataset of one split (cached when ``cache_rate > 0``)."""
         ds = ChestXray14Dataset(
-            self.image_dir, self.records(split), size=self.image_size, transform=self.transform(("image",))
+            self.image_dir, self.records(split), size=self.image_size, transform=self.transform((BatchKeys.IMAGE,))
         )
         return self._cached("image", split, ds)
 
@@ -259,7 +260,7 @@ class DataModule:
             self.pairs(split),
             self.records(split),
             size=self.image_size,
-            transform=self.transform(("image1", "image2")),
+            transform=self.transform((BatchKeys.IMAGE1, BatchKeys.IMAGE2)),
         )
         return self._cached("pair", split, ds)
 

@@ -46,7 +46,7 @@ from .adversarial import _pair_batch, privacy_loss
 from .handlers import SampleMean
 from .reconstruction import anonymizer_meta
 from .stage import TrainingStage, metric_cmp_fn, prepare_network, wire_stage
-from .utils import build_optimizer, get_logger, resolve_device, set_requires_grad, unwrap
+from .utils import build_optimizer, get_logger, optimizer_step, resolve_device, set_requires_grad, unwrap
 
 __all__ = ["UTILITY_TERMS", "Adversary", "EnsembleAdversarialStep", "create_ensemble_stage"]
 
@@ -97,19 +97,16 @@ class Adversary:
     def learn(self, x1_anon: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> float:
         """One step of the adversary on anonymized / real pairs; returns its loss."""
         self.network.train()
-        set_requires_grad(self.network, True)
-        self.optimizer.zero_grad(set_to_none=True)
+        return optimizer_step(self.network, self.optimizer, lambda: self._loss(x1_anon, x2, same))
+
+    def _loss(self, x1_anon: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         if self.kind == "siamese":
-            loss = F.binary_cross_entropy_with_logits(self.network(x1_anon, x2), same)
-        else:
-            b = x1_anon.shape[0]
-            ids = torch.arange(b, device=x1_anon.device)
-            partner = torch.where(same.reshape(-1) > 0.5, ids, ids + b)
-            embeddings = self.network(torch.cat((x1_anon, x2)))
-            loss = self.supcon(embeddings, torch.cat((ids, partner)))
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
+            return F.binary_cross_entropy_with_logits(self.network(x1_anon, x2), same)
+        b = x1_anon.shape[0]
+        ids = torch.arange(b, device=x1_anon.device)
+        partner = torch.where(same.reshape(-1) > 0.5, ids, ids + b)
+        embeddings = self.network(torch.cat((x1_anon, x2)))
+        return self.supcon(embeddings, torch.cat((ids, partner)))
 
     @torch.no_grad()
     def score(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -217,12 +214,9 @@ class EnsembleAdversarialStep:
         for k, a in enumerate(self.adversaries):
             out[f"loss_adv{k}"] = a.learn(x1_anon, x2, same)
         if self.utility == "labels" and self.opt_classifier is not None:
-            set_requires_grad(cls_net, True)
-            self.opt_classifier.zero_grad(set_to_none=True)
-            loss_c = self.schema.loss(self.classifier(x1_anon), labels)
-            loss_c.backward()
-            self.opt_classifier.step()
-            out["loss_c"] = loss_c.item()
+            out["loss_c"] = optimizer_step(
+                cls_net, self.opt_classifier, lambda: self.schema.loss(self.classifier(x1_anon), labels)
+            )
         return out
 
 

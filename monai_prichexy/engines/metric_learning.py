@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 from monai.handlers import from_engine
+from monai.utils import CommonKeys
 from pytorch_metric_learning.losses import SupConLoss
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.keys import BatchKeys
 from ..metrics import VerificationAUC
 from .batches import PairBatch
 from .stage import TrainingStage, build_supervised_stage, prepare_network
@@ -38,11 +40,11 @@ class PatientBatch:
         self.augment = augment
 
     def __call__(self, batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False, **_: Any):
-        image = plain(batch["image"], device, non_blocking)
+        image = plain(batch[BatchKeys.IMAGE], device, non_blocking)
         if self.augment is not None:
             with torch.no_grad():
                 image = self.augment(image)
-        return image, plain(batch["patient"], device, non_blocking).long()
+        return image, plain(batch[BatchKeys.PATIENT], device, non_blocking).long()
 
 
 def patient_codes(patient_ids: np.ndarray, min_images: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +107,7 @@ def create_metric_stage(
     device = resolve_device(device)
     network = prepare_network(network, device)
     opt = build_optimizer(network.parameters(), "adamw", lr, weight_decay=weight_decay)
-    metrics = {"val_auc": VerificationAUC(output_transform=from_engine(["pred", "label"]))}
+    metrics = {"val_auc": VerificationAUC(output_transform=from_engine([CommonKeys.PRED, CommonKeys.LABEL]))}
     return build_supervised_stage(
         name, network, train_loader, val_loader, _SupCon(temperature), PatientBatch(augment), metrics, "val_auc",
         "last" if select == "last" else "max", device, max_epochs, opt, ckpt_path=ckpt_path,

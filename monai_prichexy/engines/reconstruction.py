@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from ignite.metrics import Loss
 from monai.handlers import from_engine
+from monai.utils import CommonKeys
 from torch import nn
 
 from ..networks import PriCheXyNet
@@ -83,7 +84,7 @@ def create_reconstruction_stage(
     info = anonymizer_meta(network)
     network = prepare_network(network, device, sync_bn)
     opt = build_optimizer(network.parameters(), optimizer, lr)
-    metrics = {"val_loss": Loss(nn.MSELoss(), output_transform=from_engine(["pred", "label"]))}
+    metrics = {"val_loss": Loss(nn.MSELoss(), output_transform=from_engine([CommonKeys.PRED, CommonKeys.LABEL]))}
     return build_supervised_stage(
         name, network, train_loader, val_loader, nn.MSELoss(), ReconstructionBatch(), metrics, "val_loss", "min",
         device, max_epochs, opt, ckpt_path=ckpt_path, meta={**info, "lr": lr, "optimizer": optimizer, **(meta or {})},

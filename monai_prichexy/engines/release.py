@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.keys import BatchKeys
 from .utils import plain
 
 __all__ = ["SplitImages", "load_split_images", "anonymize_images", "TensorPairDataset", "TensorImageDataset"]
@@ -71,8 +72,8 @@ def load_split_images(data, split: str, batch_size: int = 64) -> SplitImages:
     """Read every image of ``split`` once through ``data.image_loader`` (a :class:`DataModule`)."""
     images, labels = [], []
     for batch in data.image_loader(split, batch_size, shuffle=False):
-        images.append(plain(batch["image"]).float().cpu())
-        labels.append(plain(batch["label"]).float().cpu())
+        images.append(plain(batch[BatchKeys.IMAGE]).float().cpu())
+        labels.append(plain(batch[BatchKeys.LABEL]).float().cpu())
     records = data.records(split)
     if not images:
         raise ValueError(f"split {split!r} has no images")
@@ -108,9 +109,9 @@ class TensorImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[i], "label": self.labels[i]}
+        item = {BatchKeys.IMAGE: self.images[i], BatchKeys.LABEL: self.labels[i]}
         if self.patients is not None:
-            item["patient"] = self.patients[i]
+            item[BatchKeys.PATIENT] = self.patients[i]
         return item
 
 
@@ -134,7 +135,11 @@ class TensorPairDataset(Dataset):
         return len(self.i1)
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        item = {"image1": self.first[self.i1[k]], "image2": self.second[self.i2[k]], "label": self.same[k]}
+        item = {
+            BatchKeys.IMAGE1: self.first[self.i1[k]],
+            BatchKeys.IMAGE2: self.second[self.i2[k]],
+            BatchKeys.LABEL: self.same[k],
+        }
         if self.labels1 is not None:
-            item["labels1"] = self.labels1[self.i1[k]]
+            item[BatchKeys.LABELS1] = self.labels1[self.i1[k]]
         return item

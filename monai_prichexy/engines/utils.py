@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ignite.distributed as idist
@@ -21,6 +21,7 @@ __all__ = [
     "plain",
     "build_optimizer",
     "set_requires_grad",
+    "optimizer_step",
     "is_main_process",
 ]
 
@@ -105,6 +106,17 @@ def set_requires_grad(networks: nn.Module | Sequence[nn.Module], flag: bool) -> 
     for net in [networks] if isinstance(networks, nn.Module) else networks:
         for p in net.parameters():
             p.requires_grad_(flag)
+
+
+def optimizer_step(network: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor]) -> float:
+    """One step of ``optimizer`` on the loss that ``loss_fn()`` computes, with the gradients of ``network``
+    switched on first; returns the loss value."""
+    set_requires_grad(network, True)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def is_main_process() -> bool:

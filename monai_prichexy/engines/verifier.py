@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from ignite.metrics import Loss
 from monai.handlers import from_engine
+from monai.utils import CommonKeys
 from torch import nn
 
 from ..metrics import VerificationAUC
@@ -72,7 +73,7 @@ def create_verifier_stage(
     device = resolve_device(device)
     network = prepare_network(network, device, sync_bn)
     opt = build_optimizer(network.parameters(), optimizer, lr)
-    pred_label = from_engine(["pred", "label"])
+    pred_label = from_engine([CommonKeys.PRED, CommonKeys.LABEL])
     metrics = {
         "val_loss": Loss(nn.BCEWithLogitsLoss(), output_transform=pred_label),
         "val_auc": VerificationAUC(output_transform=pred_label),

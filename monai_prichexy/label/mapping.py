@@ -26,6 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..pipeline.walk import is_inside
+
 __all__ = ["LabelMapSummary", "map_labels", "add_label_map_parser", "label_stem"]
 
 #: label suffixes that span two dots
@@ -52,14 +54,6 @@ def label_stem(name: str) -> tuple[str, str]:
             return name[: -len(suffix)], name[-len(suffix):]
     stem, dot, ext = name.rpartition(".")
     return (stem, dot + ext) if dot and stem else (name, "")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _label_files(labels_dir: Path) -> list[tuple[str, Path]]:
@@ -115,7 +109,7 @@ def map_labels(input_dir, labels_dir, out_dir, key) -> LabelMapSummary:
     if not labels_dir.is_dir():
         raise ValueError(f"labels folder {labels_dir} does not exist")
     for folder, what in ((input_dir, "input"), (labels_dir, "labels")):
-        if _inside(out_dir, folder):
+        if is_inside(out_dir, folder):
             raise ValueError(f"output folder {out_dir} is inside the {what} folder; choose a separate folder")
     fingerprint = _cache_fingerprint(labels_dir)
     if fingerprint is not None and fingerprint != key.fingerprint:

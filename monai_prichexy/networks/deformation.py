@@ -39,6 +39,7 @@ __all__ = [
     "jacobian_determinant",
     "identity_grid",
     "gaussian_kernel",
+    "gaussian_kernel_1d",
     "smooth_field",
     "sampling_grid",
     "warp",
@@ -111,17 +112,24 @@ def identity_grid(
     return torch.stack((grid_x, grid_y), dim=0).unsqueeze(0)
 
 
-def gaussian_kernel(
+def gaussian_kernel_1d(
     size: int = 9, sigma: float = 2.0, device: torch.device | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """A normalised 2D Gaussian kernel of shape (size, size)."""
+    """A normalised 1D Gaussian kernel of ``size`` taps (odd), centred."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd integer, got {size}")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def gaussian_kernel(
+    size: int = 9, sigma: float = 2.0, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """A normalised 2D Gaussian kernel of shape (size, size): the outer product of :func:`gaussian_kernel_1d`."""
+    g = gaussian_kernel_1d(size, sigma, device=device, dtype=dtype)
     return g[:, None] * g[None, :]
 
 

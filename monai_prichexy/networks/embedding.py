@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets.resnet import ResNet, get_inplanes
 from torch import nn
 
-from .verifier import BACKBONES, resize_to
+from .verifier import resize_to, resnet_branch
 
 __all__ = ["EmbeddingNet"]
 
@@ -24,7 +23,7 @@ class EmbeddingNet(nn.Module):
     """ResNet -> L2-normalised embedding; ``forward(x1, x2)`` gives the cosine similarity.
 
     Args:
-        backbone: one of :data:`BACKBONES`.
+        backbone: one of :data:`~monai_prichexy.networks.BACKBONES`.
         embedding_dim: size of the embedding.
         in_channels: image channels (1).
         widen_factor: scales every ResNet width (1.0 = standard).
@@ -40,19 +39,11 @@ class EmbeddingNet(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-        block, layers = BACKBONES[backbone]
+        self.branch = resnet_branch(backbone, embedding_dim, in_channels, widen_factor)
         self.backbone_name = backbone
         self.embedding_dim = int(embedding_dim)
         self.widen_factor = float(widen_factor)
         self.input_size = None if input_size is None else int(input_size)
-        self.branch = ResNet(
-            block=block, layers=layers, block_inplanes=get_inplanes(), spatial_dims=2, n_input_channels=in_channels,
-            conv1_t_size=7, conv1_t_stride=2, widen_factor=widen_factor, num_classes=embedding_dim,
-        )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` unit-length embeddings."""

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from monai.networks.nets.resnet import ResNet, get_inplanes
 from torch import nn
 
-__all__ = ["BACKBONES", "SiameseVerifier", "resize_to"]
+__all__ = ["BACKBONES", "SiameseVerifier", "resize_to", "resnet_branch"]
 
 # name -> (block, layers), as torchvision and MONAI define them
 BACKBONES = {
@@ -24,6 +24,27 @@ def resize_to(x: torch.Tensor, size: int | None) -> torch.Tensor:
     if size is None or tuple(x.shape[-2:]) == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def resnet_branch(backbone: str, embedding_dim: int, in_channels: int = 1, widen_factor: float = 1.0) -> ResNet:
+    """MONAI's ResNet ``backbone`` (one of :data:`BACKBONES`) with a 7x7 stride-2 stem, as torchvision,
+    whose last layer gives ``embedding_dim`` values: the branch of the attackers' networks."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+    if embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+    block, layers = BACKBONES[backbone]
+    return ResNet(
+        block=block,
+        layers=layers,
+        block_inplanes=get_inplanes(),
+        spatial_dims=2,
+        n_input_channels=in_channels,
+        conv1_t_size=7,
+        conv1_t_stride=2,
+        widen_factor=widen_factor,
+        num_classes=embedding_dim,
+    )
 
 
 class SiameseVerifier(nn.Module):
@@ -51,25 +72,10 @@ class SiameseVerifier(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-        block, layers = BACKBONES[backbone]
+        self.branch = resnet_branch(backbone, embedding_dim, in_channels, widen_factor)
         self.backbone_name = backbone
         self.embedding_dim = embedding_dim
         self.input_size = None if input_size is None else int(input_size)
-        self.branch = ResNet(
-            block=block,
-            layers=layers,
-            block_inplanes=get_inplanes(),
-            spatial_dims=2,
-            n_input_channels=in_channels,
-            conv1_t_size=7,
-            conv1_t_stride=2,
-            widen_factor=widen_factor,
-            num_classes=embedding_dim,
-        )
         self.head = nn.Linear(embedding_dim, 1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dicom import NotDicomError, UnsupportedDicomError
+from ..hashing import sha256_file, sha256_stream
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from .formats import SUFFIXES, UnsupportedImageError, detect_format
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
-from .naming import Pseudonymizer, sha256_stream
-from .walk import WalkEntry, walk_files
+from .naming import Pseudonymizer
+from .walk import WalkEntry, is_inside, walk_files
 
 if TYPE_CHECKING:  # torch: imported by the caller that builds the anonymizer, not here (fast argument checks)
     from .anonymizer import FileAnonymizer
@@ -107,14 +108,6 @@ class BatchSummary:
         }
 
 
-def _is_within(child: Path, parent: Path) -> bool:
-    try:
-        child.relative_to(parent)
-        return True
-    except ValueError:
-        return False
-
-
 def check_in_out(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Resolved (IN, OUT); ValueError when IN is no folder or OUT is IN, inside IN or contains IN."""
     src = Path(in_dir)
@@ -126,18 +119,13 @@ def check_in_out(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> tuple
     dst_real = Path(out_dir).resolve(strict=False)
     if dst_real == src_real:
         raise ValueError(f"output folder {out_dir} is the input folder: refusing to write into the input")
-    if _is_within(dst_real, src_real):
+    if is_inside(dst_real, src_real):
         raise ValueError(f"output folder {out_dir} is inside the input folder {in_dir}: refusing to write into the input")
-    if _is_within(src_real, dst_real):
+    if is_inside(src_real, dst_real):
         raise ValueError(f"input folder {in_dir} is inside the output folder {out_dir}: choose a separate output folder")
     if dst_real.exists() and not dst_real.is_dir():
         raise ValueError(f"output {out_dir} exists and is not a folder")
     return src_real, dst_real
-
-
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return sha256_stream(handle)
 
 
 def input_id(key, in_dir: Path) -> str:
@@ -214,7 +202,7 @@ class _Runner:
             record.update(
                 status="ok",
                 output=rel_out.as_posix(),
-                output_sha256=_sha256_file(dst),
+                output_sha256=sha256_file(dst),
                 notes=outcome.notes,
                 lossy=outcome.lossy,
                 shape=list(outcome.shape) if outcome.shape else None,

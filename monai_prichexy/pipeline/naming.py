@@ -13,7 +13,6 @@ bytes would let anyone who holds a patient's original file check whether it is i
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import PurePosixPath
 
@@ -55,11 +54,3 @@ class Pseudonymizer:
     def content_digest(self, sha256_hex: str) -> str:
         """Keyed digest of the input bytes (HMAC of their SHA-256)."""
         return self.key.digest(b"prichexy-content\x00" + bytes.fromhex(sha256_hex)).hex()
-
-
-def sha256_stream(handle, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of an open binary file, read in chunks."""
-    digest = hashlib.sha256()
-    for block in iter(lambda: handle.read(chunk), b""):
-        digest.update(block)
-    return digest.hexdigest()

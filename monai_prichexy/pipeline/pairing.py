@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .manifest import MANIFEST_NAME, SETTINGS_NAME, STATE_DIR, read_manifest
-from .naming import Pseudonymizer, sha256_stream
+from ..hashing import sha256_stream
+from .naming import Pseudonymizer
 from .walk import walk_files
 
 __all__ = ["PairingError", "PairedFile", "RunPairs", "check_out_dir"]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["WalkEntry", "walk_files"]
+__all__ = ["WalkEntry", "walk_files", "is_inside"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,15 @@ class WalkEntry:
     rel: PurePosixPath
     kind: str = "file"
     reason: str | None = None
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, both with links resolved (neither needs to exist)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _dev_ino(st: os.stat_result) -> tuple[int, int]:

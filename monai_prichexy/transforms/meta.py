@@ -7,13 +7,13 @@ only geometric keys and replaces the file name by a keyed pseudonym.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
+
+from ..hashing import hmac_sha256
 
 __all__ = ["GEOMETRY_META_KEYS", "pseudonymize_name", "strip_phi_meta"]
 
@@ -32,7 +32,7 @@ def pseudonymize_name(name: str | os.PathLike, key: bytes | str | None = None, l
     key_bytes = _PROCESS_KEY if key is None else (key.encode() if isinstance(key, str) else bytes(key))
     path = PurePath(os.fspath(name))
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    stem = hmac.new(key_bytes, path.name.encode(), hashlib.sha256).hexdigest()[:length]
+    stem = hmac_sha256(key_bytes, path.name.encode()).hex()[:length]
     return f"anon_{stem}{suffix}"
 
 
