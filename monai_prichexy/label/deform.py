@@ -75,7 +75,7 @@ def _deform_dicom(transform: DeformAnonymize, src: Path, dst: Path) -> dict[str,
 
 def anonymize_file(transform: DeformAnonymize, src: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, dict]:
     """Deform the image file ``src``; returns ``(result file in out_dir, description)``."""
-    from ..pipeline.formats import SUFFIXES, detect_format, read_image, write_image
+    from ..formats import SUFFIXES, detect_format, read_image, write_image
 
     src = Path(src)
     if not src.is_file():

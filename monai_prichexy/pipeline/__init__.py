@@ -5,7 +5,7 @@ One concept per module:
 * :mod:`.naming`: keyed pseudonyms for file and folder names, output paths;
 * :mod:`.walk`: lazy, loop-safe walk of the input tree;
 * :mod:`.atomic`: atomic writes (temp file in the destination folder, fsync, ``os.replace``);
-* :mod:`.formats`: PNG / JPEG / TIFF / NIfTI reading and writing (same format out, no metadata);
+* :mod:`.formats` (:mod:`monai_prichexy.formats`): PNG / JPEG / TIFF / NIfTI reading and writing (same format out, no metadata);
 * :mod:`.anonymizer`: one input file -> one anonymized output (DICOM and the other formats);
 * :mod:`.manifest`: the append-only, crash-safe manifest that makes a run resumable;
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dicom import UnsupportedDicomError
 from .atomic import atomic_write_bytes, remove_stale_temp_files
-from .formats import SUFFIXES, UnsupportedImageError, detect_format
+from ..formats import SUFFIXES, UnsupportedImageError, detect_format
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
 from .naming import Pseudonymizer, sha256_stream
 from .walk import WalkEntry, walk_files

@@ -42,7 +42,7 @@ from ..metrics.displacement import DisplacementAccumulator, ssim_and_change
 from ..networks import AbnormalityClassifier, SiameseVerifier
 from ..weights import load_network, sha256_file
 from .atomic import atomic_write, atomic_write_bytes
-from .formats import read_image
+from ..formats import read_image
 from .pairing import PairingError, RunPairs, check_out_dir
 
 __all__ = ["ReportError", "ReportResult", "batch_generator", "build_report", "load_view", "network_input"]
