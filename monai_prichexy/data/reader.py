@@ -79,11 +79,15 @@ class RadiographReader(ImageReader):
     Args:
         allow_secondary_capture: accept DICOM Secondary Capture images (by default only CR / DX
             projection radiographs; see :func:`monai_prichexy.dicom.reader.check_scope`).
+        path_in_errors: a refused file's error message starts with its path (as the CLI's
+            batch expects); False says "input file" instead, for logs that must not quote paths
+            (the bundle: archive paths carry patient names).
     """
 
-    def __init__(self, allow_secondary_capture: bool = False) -> None:
+    def __init__(self, allow_secondary_capture: bool = False, path_in_errors: bool = True) -> None:
         super().__init__()
         self.allow_secondary_capture = bool(allow_secondary_capture)
+        self.path_in_errors = bool(path_in_errors)
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         names = ensure_tuple(filename)
@@ -106,12 +110,26 @@ class RadiographReader(ImageReader):
             with open(path, "rb") as handle:
                 fmt = detect_format(path, handle.read(512))
         if fmt == "dicom":
-            from ..dicom import read_radiograph  # pydicom only when a DICOM file is read
+            from ..dicom import UnsupportedDicomError, read_radiograph  # pydicom only when a DICOM file is read
 
-            return read_radiograph(path, allow_secondary_capture=self.allow_secondary_capture)
-        if fmt is None:
-            raise UnsupportedImageError(path, "not a radiograph file (DICOM, PNG, JPEG, TIFF or NIfTI)")
-        return read_image(path, fmt)
+            try:
+                return read_radiograph(path, allow_secondary_capture=self.allow_secondary_capture)
+            except UnsupportedDicomError as err:
+                raise self._refusal(err) from None
+        try:
+            if fmt is None:
+                raise UnsupportedImageError(path, "not a radiograph file (DICOM, PNG, JPEG, TIFF or NIfTI)")
+            return read_image(path, fmt)
+        except UnsupportedImageError as err:
+            raise self._refusal(err) from None
+
+    def _refusal(self, err):
+        """``err`` as is, or (``path_in_errors=False``) the same refusal without the path."""
+        if self.path_in_errors:
+            return err
+        anonymous = type(err)(None, err.reason)
+        anonymous.args = (f"input file: {err.reason}",)
+        return anonymous
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:
         """``(rows, columns)`` native values and a meta dict without PHI (see the module docstring)."""
