@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from .meta import RADIOGRAPH_DTYPE, RADIOGRAPH_VIEW_LUT
+from .meta import RADIOGRAPH_DTYPE, RADIOGRAPH_META_KEYS, RADIOGRAPH_VIEW_LUT
 
 __all__ = [
     "NetworkView",
@@ -88,15 +88,17 @@ class NetworkView(Transform):
 
     Uses the :class:`~monai_prichexy.data.RadiographReader` view table of DICOM files when the
     image carries one (apply it before resampling: it maps stored values), else min-max.
-    A MetaTensor keeps its meta dict.
+    A MetaTensor keeps its meta dict, less the reader's keys (format, dtype, value range, view
+    table, writer settings), which describe stored values, not a view.
     """
 
     backend = [TransformBackends.TORCH]
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         view = network_view(stored_values(img), view_lut_of(img))
-        if isinstance(img, MetaTensor):
-            return MetaTensor(view, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        if isinstance(img, MetaTensor):  # a view, no longer the stored values: the reader's keys go
+            meta = {k: v for k, v in img.meta.items() if k not in RADIOGRAPH_META_KEYS}
+            return MetaTensor(view, meta=meta, applied_operations=list(img.applied_operations))
         return view
 
 
