@@ -31,7 +31,6 @@ from monai_prichexy.weights import load_into_prichexynet, sha256_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = REPO_ROOT / "bundle"
 SCHEMA = BUNDLE / "configs" / "schema" / "metadata_schema.json"
-NAME_KEY = "test-secret"
 MU = 0.01
 PHI = ("Doe", "Jane", "PID12345")
 

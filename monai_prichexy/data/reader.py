@@ -45,7 +45,7 @@ import numpy as np
 from monai.data import ImageReader
 from monai.utils import MetaKeys, ensure_tuple
 
-from ..formats import ImageFile, UnsupportedImageError, detect_format, read_image
+from ..formats import DICOM_SUFFIXES, ImageFile, UnsupportedImageError, detect_format, read_image
 from ..transforms.meta import (
     RADIOGRAPH_DTYPE,
     RADIOGRAPH_FORMAT,
@@ -57,7 +57,7 @@ from ..transforms.meta import (
 __all__ = ["RadiographReader", "RADIOGRAPH_SUFFIXES", "view_lut"]
 
 #: file name endings the reader claims (besides names without a suffix, which may be DICOM)
-RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nii", ".nii.gz")
+RADIOGRAPH_SUFFIXES = (*DICOM_SUFFIXES, ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nii", ".nii.gz")
 
 
 def view_lut(stored: np.ndarray, view: np.ndarray) -> np.ndarray:

@@ -14,13 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..formats import SUFFIXES, detect_format
+from ..formats import SUFFIXES, detect_format, dicom_guessed
 from .naming import Pseudonymizer
 from .walk import walk_files
 
 __all__ = ["bundle_key", "check_output_dir", "radiograph_datalist"]
-
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 
 
 def bundle_key(key_file: str | os.PathLike | None):
@@ -50,7 +48,7 @@ def check_output_dir(output_dir: str | os.PathLike | None, dataset_dir: str | os
 def _is_guessed_dicom_that_is_not(path: Path, head: bytes, allow_secondary_capture: bool) -> bool:
     """A file named without a DICOM suffix and without the 'DICM' prefix that is not DICOM either
     (the CLI skips those, too)."""
-    if head[128:132] == b"DICM" or path.suffix.lower() in _DICOM_SUFFIXES:
+    if not dicom_guessed(path, head):
         return False
     from ..dicom import UnsupportedDicomError, read_radiograph
 

@@ -12,7 +12,7 @@ the bundle's datalist gives each file), never from the input's name.
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path, PurePosixPath
 
 import numpy as np
