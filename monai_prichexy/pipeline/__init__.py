@@ -9,6 +9,7 @@ One concept per module:
 * :mod:`.anonymizer`: one input file -> one anonymized output (DICOM and the other formats);
 * :mod:`.manifest`: the append-only, crash-safe manifest that makes a run resumable;
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;
+* :mod:`.datalist`: the same walk and keyed names as a MONAI datalist (the bundle's ``inference.json``);
 * :mod:`.weights`: the default generator weights of the bundle and their checksum;
 * :mod:`.report`: privacy/utility report comparing originals with anonymized copies.
 
