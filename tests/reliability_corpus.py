@@ -808,7 +808,7 @@ def file_anonymizer(network=None, key: bytes = b"reliability-test-key-0123456789
 
 def anonymize_one(anonymizer, src: Path, out_dir: Path, fmt: str | None = None) -> Path:
     """One file through the per-file anonymizer, its format detected as the batch does."""
-    from monai_prichexy.pipeline.formats import SUFFIXES, detect_format
+    from monai_prichexy.formats import SUFFIXES, detect_format
 
     if fmt is None:
         with open(src, "rb") as handle:

@@ -11,7 +11,6 @@ they run two at a time.
 from __future__ import annotations
 
 import copy
-import gzip
 import json
 import os
 import shutil
@@ -32,7 +31,6 @@ from monai_prichexy.weights import load_into_prichexynet, sha256_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = REPO_ROOT / "bundle"
 SCHEMA = BUNDLE / "configs" / "schema" / "metadata_schema.json"
-NAME_KEY = "test-secret"
 MU = 0.01
 PHI = ("Doe", "Jane", "PID12345")
 
@@ -108,22 +106,47 @@ def workdir(tmp_path_factory) -> Path:
         Image.fromarray((rng.random((48, 64)) * 200 + 30).astype(np.uint8)).save(images / name)
     _write_dicom(images / INPUT_NAMES[2], rng.random((40, 56)) * 4000)
     (images / "notes.txt").write_text("not an image")
+    from monai_prichexy.dicom import create_key
+
+    create_key(root / "steward.key")
     return root
 
 
-def _reference(path: Path, weights: Path, sha: str):
-    """What the Python API gives: the project's loading chain, then DeformAnonymize(checkpoint)."""
-    from monai_prichexy.data import build_transforms
+def _reference(workdir: Path, name: str, weights: Path, sha: str):
+    """What the Python API gives: the README's chain (RadiographReader, native values, then
+    DeformAnonymize(checkpoint)), and the output name the CLI gives the file under the key."""
+    from pathlib import PurePosixPath
 
-    image = build_transforms(size=None)({"image": str(path)})["image"]
-    anonymizer = DeformAnonymize(str(weights), mu=MU, expected_sha256=sha, name_key=NAME_KEY)
-    out = anonymizer(image)
-    stem = str(out.meta["filename_or_obj"]).split(".")[0]
-    return stem, out.as_tensor()[0].numpy(), image.as_tensor()[0].numpy()
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+    from monai_prichexy.data import RadiographReader
+    from monai_prichexy.dicom import load_key
+    from monai_prichexy.formats import SUFFIXES, detect_format
+    from monai_prichexy.pipeline import Pseudonymizer
+
+    path = workdir / "in" / name
+    data = {"image": str(path)}
+    image = EnsureChannelFirstd("image")(LoadImaged("image", reader=RadiographReader(), dtype=None, image_only=True)(data))["image"]
+    out = DeformAnonymize(str(weights), mu=MU, expected_sha256=sha)(image)
+    kind = detect_format(path, path.read_bytes()[:512])
+    rel = Pseudonymizer(load_key(workdir / "steward.key")).output_relpath(PurePosixPath(name), SUFFIXES[kind])
+    return rel.as_posix(), out.as_tensor()[0].numpy(), image.as_tensor()[0].numpy()
 
 
 def _outputs(folder: Path) -> dict[str, Path]:
-    return {p.name.split(".")[0]: p for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _pixels(path: Path) -> np.ndarray:
+    if path.suffix == ".dcm":
+        import pydicom
+
+        return pydicom.dcmread(path).pixel_array
+    if path.name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        return np.asarray(nib.load(path).dataobj).T  # NIfTI's (x, y) -> rows first
+    return np.asarray(Image.open(path))
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +160,10 @@ def cli(workdir: Path) -> dict[str, subprocess.CompletedProcess]:
     config = ("--meta_file", "bundle/configs/metadata.json", "--config_file", "bundle/configs/inference.json")
     commands = {
         "run": (workdir, "run", "--config_file", "bundle/configs/inference.json", "--dataset_dir", "in",
-                "--output_dir", str(workdir / "out_png"), "--name_key", NAME_KEY, *SMALL),
+                "--output_dir", str(workdir / "out_png"), "--key_file", str(workdir / "steward.key"), *SMALL),
         "run_bad_sha": (bad, "run", "--config_file", "bundle/configs/inference.json",
-                        "--dataset_dir", str(workdir / "in"), "--output_dir", str(bad / "out"), *SMALL),
+                        "--dataset_dir", str(workdir / "in"), "--output_dir", str(bad / "out"),
+                        "--key_file", str(workdir / "steward.key"), *SMALL),
         "verify_metadata": (workdir, "verify_metadata", "--meta_file", "bundle/configs/metadata.json",
                             "--filepath", "bundle/configs/schema/metadata_schema.json"),
         "verify_net_in_out": (workdir, "verify_net_in_out", "--net_id", "network_def", *config, "--device", "cpu"),
@@ -160,46 +184,52 @@ def png_run(workdir: Path, cli) -> Path:
 def test_run_writes_one_pseudonymized_output_per_input(workdir: Path, png_run: Path) -> None:
     outputs = _outputs(png_run)
     assert len(outputs) == len(INPUT_NAMES), sorted(outputs)
+    assert sorted(Path(p).suffix for p in outputs) == [".dcm", ".png", ".png"]  # the input's own format
     for path in outputs.values():
-        assert path.suffix == ".png" and path.name.startswith("anon_")
         for name in INPUT_NAMES:
             assert Path(name).stem not in path.name
         data = path.read_bytes()
-        assert not any(word.encode() in data for word in PHI)
+        assert not any(word.encode() in data for word in PHI)  # the DICOM header is de-identified
 
 
 def test_run_pixels_equal_python_api(workdir: Path, png_run: Path) -> None:
+    """Native values in, the same values' deformation out, in the input's dtype: the README chain's pixels."""
     weights = workdir / "bundle" / "models" / "model.pt"
     sha = sha256_file(weights)
     outputs = _outputs(png_run)
     for name in INPUT_NAMES:
-        stem, expected, original = _reference(workdir / "in" / name, weights, sha)
-        assert stem in outputs, f"{name}: expected output {stem}.png, got {sorted(outputs)}"
-        saved = np.asarray(Image.open(outputs[stem]))
+        rel, expected, original = _reference(workdir, name, weights, sha)
+        assert rel in outputs, f"{name}: expected output {rel}, got {sorted(outputs)}"
+        saved = _pixels(outputs[rel])
         assert saved.shape == expected.shape == original.shape  # rows x columns of the input
-        np.testing.assert_array_equal(saved, np.round(expected * 255).astype(np.uint8))
-        assert (saved != np.round(original * 255)).mean() > 0.1  # the deformation changed the image
+        assert saved.dtype == (np.uint8 if name.endswith(".png") else np.uint16)
+        np.testing.assert_array_equal(saved, expected)
+        assert (saved != original).mean() > 0.1  # the deformation changed the image
 
 
-def test_workflow_float_nifti_output_equals_python_api(workdir: Path) -> None:
-    """The bundle used as a library (MONAI Label / hybrid mode), writing float NIfTI."""
+def test_workflow_nifti_output_equals_python_api(workdir: Path) -> None:
+    """The bundle used as a library (MONAI Label / hybrid mode) on float and integer NIfTI:
+    NIfTI out, same dtype and geometry, the README chain's values."""
     import random
 
     import nibabel as nib
     from monai.bundle import ConfigWorkflow
 
+    src = workdir / "in_nii"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    affine = np.diag([0.5, 0.25, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(rng.random((64, 48)).astype(np.float32), affine), src / "a.nii.gz")
+    nib.save(nib.Nifti1Image((rng.random((56, 40)) * 3000).astype(np.int16), affine), src / "b.nii")
     out = workdir / "out_nii"
     workflow = ConfigWorkflow(
         config_file=str(workdir / "bundle" / "configs" / "inference.json"),
         logging_file=False,
         workflow_type="inference",
         bundle_root=str(workdir / "bundle"),
-        dataset_dir=str(workdir / "in"),
+        dataset_dir=str(src),
         output_dir=str(out),
-        name_key=NAME_KEY,
-        output_ext=".nii.gz",
-        output_dtype="$np.float32",
-        output_max=1,
+        key_file=str(workdir / "steward.key"),
         phi_log_guard=False,  # the guard (tests/test_logs_no_phi.py) is process-wide: not in the test process
         **{SMALL[0][2:]: FEATURES},
     )
@@ -213,13 +243,16 @@ def test_workflow_float_nifti_output_equals_python_api(workdir: Path) -> None:
     np.random.set_state(states[1])
     weights = workdir / "bundle" / "models" / "model.pt"
     outputs = _outputs(out)
-    assert len(outputs) == len(INPUT_NAMES)
-    for name in INPUT_NAMES:
-        stem, expected, _ = _reference(workdir / "in" / name, weights, sha256_file(weights))
-        saved = np.asarray(nib.load(outputs[stem]).dataobj, dtype=np.float32)
-        np.testing.assert_array_equal(saved.T, expected)  # NIfTI keeps MONAI's (x, y) order
-        header = gzip.decompress(outputs[stem].read_bytes())[:352]
-        assert not any(word.encode() in header for word in PHI + ("00000042",))
+    assert len(outputs) == 2
+    for name, dtype in (("a.nii.gz", np.float32), ("b.nii", np.int16)):
+        (workdir / "in" / name).symlink_to(src / name)  # _reference reads from in/
+        try:
+            rel, expected, _ = _reference(workdir, name, weights, sha256_file(weights))
+        finally:
+            (workdir / "in" / name).unlink()
+        saved = nib.load(outputs[rel])
+        assert saved.get_data_dtype() == dtype and np.allclose(saved.affine, affine)
+        np.testing.assert_array_equal(np.asarray(saved.dataobj).T, expected)
 
 
 def test_checksum_mismatch_refuses_to_run(workdir: Path, cli) -> None:

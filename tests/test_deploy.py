@@ -169,6 +169,13 @@ def test_app_anonymizes_radiograph_series(tmp_path, inputs, model):
     expected = {f"{remap_uid(uid, key)}.dcm": ds for uid, ds in originals.items()}
     assert {p.name for p in outputs} == set(expected)  # one per CR/DX input, none for MR / SC / text
 
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+    from monai_prichexy.data import RadiographReader
+    from monai_prichexy.transforms import DeformAnonymized
+
+    chain = Compose([LoadImaged("image", reader=RadiographReader(), dtype=None, image_only=True),
+                     EnsureChannelFirstd("image"), DeformAnonymized("image", generator=str(model))])
     needles = _needles()
     for path in outputs:
         data = path.read_bytes()
@@ -185,6 +192,8 @@ def test_app_anonymizes_radiograph_series(tmp_path, inputs, model):
         assert "mu=0.01" in " ".join(map(str, out.DeidentificationMethod))
         before, after = src.pixel_array.astype(np.int64), out.pixel_array.astype(np.int64)
         assert after.shape == before.shape
+        # the project's one path: RadiographReader's native values -> DeformAnonymize (its LUT view)
+        np.testing.assert_array_equal(out.pixel_array, chain({"image": src.filename})["image"][0].numpy())
         assert np.any(after != before), "pixels were not deformed"
         assert np.abs(after - before).mean() < 0.1 * (before.max() - before.min())  # a deformation, not noise
     # the inputs are untouched

@@ -241,7 +241,7 @@ def test_label_env_modules_need_no_pydicom3():
     """The MONAI Label env has pydicom 2: what it imports of the project must not need pydicom.pixels."""
     code = (
         "import sys; sys.modules['pydicom.pixels'] = None\n"
-        "import monai_prichexy.pipeline.formats, monai_prichexy.pipeline.manifest, monai_prichexy.bundle_files\n"
+        "import monai_prichexy.formats, monai_prichexy.pipeline.manifest, monai_prichexy.bundle_files\n"
         "import monai_prichexy.label, monai_prichexy.label.cache, monai_prichexy.label.deform, monai_prichexy.label.launcher\n"
         "import monai_prichexy.transforms\n"
         "assert 'monai_prichexy.dicom' not in sys.modules, 'the DICOM code was imported'\n"

@@ -172,10 +172,13 @@ def test_bundle_run_logs_no_phi(tmp_path):
     data = tmp_path / PHI_FOLDER
     data.mkdir()
     Image.fromarray(png_array(48, 64)).save(data / "DOE^JANE_1970_pa.png")
+    from monai_prichexy.dicom import create_key
+
+    create_key(tmp_path / "steward.key")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundle/configs/inference.json",
-         "--dataset_dir", PHI_FOLDER, "--output_dir", "out", "--network_def#init_features", "2"],
+         "--dataset_dir", PHI_FOLDER, "--output_dir", "out", "--key_file", "steward.key", "--network_def#init_features", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     log = proc.stdout + proc.stderr
@@ -185,14 +188,14 @@ def test_bundle_run_logs_no_phi(tmp_path):
 
     # an unreadable input stops the run: MONAI's and Ignite's error records and the traceback
     # would quote its path; they say which exception, not its message
-    (data / "DOE^JANE_1970_broken.png").write_bytes(b"not a PNG")
+    (data / "DOE^JANE_1970_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"truncated")  # a PNG, broken
     proc = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundle/configs/inference.json",
-         "--dataset_dir", PHI_FOLDER, "--output_dir", "out2", "--network_def#init_features", "2"],
+         "--dataset_dir", PHI_FOLDER, "--output_dir", "out2", "--key_file", "steward.key", "--network_def#init_features", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     log = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "UnidentifiedImageError: message " + logsafe.WITHHELD in log, log[-3000:]
+    assert proc.returncode != 0 and "RuntimeError: message " + logsafe.WITHHELD in log, log[-3000:]  # LoadImage's
     assert not leaks(log), (leaks(log), log)
 
 

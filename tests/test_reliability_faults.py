@@ -63,7 +63,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import torch
 torch.set_num_threads(1)
 import monai_prichexy.cli as cli
-import monai_prichexy.pipeline.batch, monai_prichexy.pipeline.anonymizer, monai_prichexy.pipeline.formats
+import monai_prichexy.pipeline.batch, monai_prichexy.pipeline.anonymizer, monai_prichexy.formats
 import monai_prichexy.dicom, monai_prichexy.transforms
 from monai_prichexy.dicom.profile import PROFILE_TABLE, load_table
 import tqdm.auto, nibabel, PIL.Image, PIL.PngImagePlugin, PIL.TiffImagePlugin, PIL.JpegImagePlugin

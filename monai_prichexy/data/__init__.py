@@ -19,6 +19,7 @@ from .pairs import (
     sample_verification_pairs,
     write_pairs,
 )
+from .reader import RADIOGRAPH_SUFFIXES, RadiographReader
 from .records import ImageRecord, group_by_patient, label_matrix, normalize_patient_id, open_text
 # the layout transforms live in monai_prichexy.transforms; kept here so monai_prichexy.data.RowsFirstd stays valid
 from ..transforms.layout import (
@@ -51,6 +52,7 @@ from . import (  # noqa: E402
     kermany as _k,
     keys as _keys,
     pairs as _p,
+    reader as _rd,
     records as _r,
     splits as _s,
     tables as _t,
@@ -59,7 +61,7 @@ from ..transforms import layout as _l  # noqa: E402
 
 __all__ = [
     *_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__, *_l.__all__,
-    *_keys.__all__,
+    *_keys.__all__, *_rd.__all__,
 ]
 
-del _c, _d, _k, _keys, _l, _p, _r, _s, _t
+del _c, _d, _k, _keys, _l, _p, _r, _rd, _s, _t

@@ -32,7 +32,9 @@ from monai.transforms import (
 )
 
 from ..transforms.layout import RowsFirstd, ToGrayscaled
+from ..transforms.view import NetworkViewd
 from .keys import BatchKeys
+from .reader import RadiographReader
 from .records import ImageRecord
 from .splits import load_split
 from .tables import read_table
@@ -71,8 +73,11 @@ def build_transforms(
 ) -> Compose:
     """The shared loading chain: file path(s) -> float32 ``(1, size, size)`` tensors in ``[0, 1]``.
 
-    ``LoadImaged(image_only=True)`` -> ``EnsureChannelFirstd`` -> :class:`RowsFirstd` ->
-    :class:`ToGrayscaled` -> ``Resized`` -> ``ScaleIntensityd(minv=0, maxv=1)`` (per image) ->
+    ``LoadImaged(image_only=True, dtype=None)`` with :class:`~monai_prichexy.data.RadiographReader`
+    first (native values, rows first; MONAI's readers for what it refuses) -> ``EnsureChannelFirstd``
+    -> :class:`RowsFirstd` (MONAI readers' images only) -> :class:`ToGrayscaled` ->
+    :class:`~monai_prichexy.transforms.NetworkViewd` (the generator's view: DICOM LUT view, else
+    min-max) -> ``Resized`` -> ``ScaleIntensityd(minv=0, maxv=1)`` (per image) ->
     ``EnsureTyped(float32)``. Outputs are MONAI ``MetaTensor`` objects.
 
     Args:
@@ -80,19 +85,24 @@ def build_transforms(
         keys: the keys that hold file paths.
         mode: interpolation mode of ``Resized``.
         anti_aliasing: Gaussian anti-aliasing when down-sampling.
-        reader: MONAI reader name(s), lowest priority first; default :data:`DEFAULT_READERS`.
+        reader: MONAI reader name(s) or instances, lowest priority first; default
+            :data:`DEFAULT_READERS` and :class:`~monai_prichexy.data.RadiographReader` (tried first).
         invert_monochrome1: see :class:`ToGrayscale`.
         allow_missing_keys: passed to every transform.
 
     Returns:
         a ``monai.transforms.Compose``.
     """
-    readers = _default_readers() if reader is None else tuple([reader] if isinstance(reader, str) else reader)
+    if reader is None:  # the project's reader first; MONAI's for what it refuses (colour, MHA, NRRD, CT, ...)
+        readers = (*_default_readers(), RadiographReader(allow_secondary_capture=True))
+    else:
+        readers = tuple([reader] if isinstance(reader, str) else reader)
     xforms: list = [
-        LoadImaged(keys, reader=list(readers), image_only=True, allow_missing_keys=allow_missing_keys),
+        LoadImaged(keys, reader=list(readers), dtype=None, image_only=True, allow_missing_keys=allow_missing_keys),
         EnsureChannelFirstd(keys, allow_missing_keys=allow_missing_keys),
         RowsFirstd(keys, allow_missing_keys=allow_missing_keys),
         ToGrayscaled(keys, invert_monochrome1=invert_monochrome1, allow_missing_keys=allow_missing_keys),
+        NetworkViewd(keys, allow_missing_keys=allow_missing_keys),
     ]
     if size is not None:
         spatial = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)

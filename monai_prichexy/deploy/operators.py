@@ -161,7 +161,7 @@ def anonymize_instance(anonymizer: FileAnonymizer, native) -> AnonymizedInstance
     split between this operator (``deidentify``) and the writer (:func:`write_instance`).
     """
     rad = _radiograph_of(native)
-    warped = anonymizer.deformer.deform(rad.stored, view=rad.view, value_range=rad.value_range)
+    warped = anonymizer.deform(rad)  # the reader's values and network view, as for a file
     result = deidentify(rad.dataset, anonymizer.deid, keep_pixel_data=False)
     return AnonymizedInstance(
         dataset=result.dataset,

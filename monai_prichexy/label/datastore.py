@@ -15,7 +15,7 @@ from monailabel.datastore.local import LocalDatastore
 
 __all__ = ["AnonymizedDatastore", "IMAGE_EXTENSIONS"]
 
-#: the CLI's output suffixes (pipeline.formats.SUFFIXES)
+#: the CLI's output suffixes (monai_prichexy.formats.SUFFIXES)
 IMAGE_EXTENSIONS = ("*.dcm", "*.png", "*.jpg", "*.tif", "*.nii", "*.nii.gz")
 
 

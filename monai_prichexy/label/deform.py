@@ -5,7 +5,7 @@ runs :class:`~monai_prichexy.transforms.DeformAnonymize` (torch + MONAI only) an
 deformed image **in the input's format, shape, dtype and value range**:
 
 * PNG, JPEG, TIFF, NIfTI are read and written by the pipeline's own
-  :mod:`monai_prichexy.pipeline.formats` (what ``monai-prichexy anonymize`` uses), so the
+  :mod:`monai_prichexy.formats` (what ``monai-prichexy anonymize`` uses), so the
   result has the same pixels as the CLI's output for that file (metadata chunks are not copied);
 * DICOM (single-frame grayscale) is returned as DICOM with the input's header unchanged and
   the stored values deformed, written uncompressed (Explicit VR Little Endian). The network
@@ -75,7 +75,7 @@ def _deform_dicom(transform: DeformAnonymize, src: Path, dst: Path) -> dict[str,
 
 def anonymize_file(transform: DeformAnonymize, src: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, dict]:
     """Deform the image file ``src``; returns ``(result file in out_dir, description)``."""
-    from ..pipeline.formats import SUFFIXES, detect_format, read_image, write_image
+    from ..formats import SUFFIXES, detect_format, read_image, write_image
 
     src = Path(src)
     if not src.is_file():

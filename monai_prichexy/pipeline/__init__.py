@@ -5,14 +5,14 @@ One concept per module:
 * :mod:`.naming`: keyed pseudonyms for file and folder names, output paths;
 * :mod:`.walk`: lazy, loop-safe walk of the input tree;
 * :mod:`.atomic`: atomic writes (temp file in the destination folder, fsync, ``os.replace``);
-* :mod:`.formats`: PNG / JPEG / TIFF / NIfTI reading and writing (same format out, no metadata);
 * :mod:`.anonymizer`: one input file -> one anonymized output (DICOM and the other formats);
 * :mod:`.manifest`: the append-only, crash-safe manifest that makes a run resumable;
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;
+* :mod:`.datalist`: the same walk and keyed names as a MONAI datalist (the bundle's ``inference.json``);
 * :mod:`.report`: privacy/utility report comparing originals with anonymized copies.
 
 The names below are imported on first use, so that the modules that need neither pydicom nor
-the DICOM code (:mod:`.formats`, :mod:`.manifest`, :mod:`monai_prichexy.bundle_files`) can be imported on their
+the DICOM code (:mod:`monai_prichexy.formats`, :mod:`.manifest`, :mod:`monai_prichexy.bundle_files`) can be imported on their
 own, e.g. by the MONAI Label app (:mod:`monai_prichexy.label`), whose environment has
 pydicom 2.
 """
@@ -29,11 +29,11 @@ _LAZY = {
     "BatchSummary": ".batch",
     "anonymize_tree": ".batch",
     "check_in_out": ".batch",
-    "FORMATS": ".formats",
-    "UnsupportedImageError": ".formats",
-    "detect_format": ".formats",
-    "read_image": ".formats",
-    "write_image": ".formats",
+    "FORMATS": "..formats",
+    "UnsupportedImageError": "..formats",
+    "detect_format": "..formats",
+    "read_image": "..formats",
+    "write_image": "..formats",
     "Manifest": ".manifest",
     "ManifestError": ".manifest",
     "check_output_folder": ".manifest",

@@ -1,9 +1,11 @@
 """One input file -> one anonymized output file (DICOM, PNG, JPEG, TIFF, NIfTI).
 
-The pixels are deformed by :class:`Deformer`, a thin adapter over
-:meth:`~monai_prichexy.transforms.DeformAnonymize.deform_values` (the code path of
-``DeformAnonymize.__call__``): for a PNG, TIFF, JPEG or NIfTI array the output is exactly
-``DeformAnonymize(weights)(array[None])``. Only the network call is serialised by a lock;
+Files are read by :class:`~monai_prichexy.data.RadiographReader` (native stored values), the
+generator sees :func:`~monai_prichexy.transforms.network_view` of them (DICOM: the reader's LUT
+view; other formats: min-max), and the pixels are deformed by :class:`Deformer`, a thin adapter
+over :meth:`~monai_prichexy.transforms.DeformAnonymize.deform_values` (the code path of
+``DeformAnonymize.__call__``): the same reader, view and transform as the bundle's
+``inference.json`` and the README's ``Compose`` chain, hence the same pixels. Only the network call is serialised by a lock;
 decoding, warping at native size and encoding run in parallel threads.
 
 DICOM (:meth:`FileAnonymizer.anonymize_dicom`): the flow is computed at the working resolution
@@ -22,11 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..dicom import DeidConfig, DeidentificationError, UnsupportedDicomError, read_radiograph, write_radiograph
-from ..transforms import DeformAnonymize
+from ..data.reader import RadiographReader
+from ..dicom import DeidConfig, DeidentificationError, UnsupportedDicomError, write_radiograph
+from ..formats import SUFFIXES, UnsupportedImageError, write_image
+from ..transforms import DeformAnonymize, deformation_method_values, network_view
 from ..transforms.array import check_radiograph_array
+from ..transforms.meta import RADIOGRAPH_VALUE_RANGE, RADIOGRAPH_VIEW_LUT
 from ..weights import sha256_file
-from .formats import SUFFIXES, UnsupportedImageError, read_image, write_image
 
 __all__ = ["Deformer", "FileAnonymizer", "FileOutcome"]
 
@@ -71,8 +75,7 @@ class Deformer:
 
     def method_values(self) -> tuple[str, ...]:
         """Values for DeidentificationMethod and the manifest (no PHI), each a complete LO value."""
-        values = ("PriCheXy-Net pixel deformation", f"mu={self.mu:g} smoothing={self.smoothing}")
-        return values + ((f"weights sha256 {self.weights_sha256[:16]}",) if self.weights_sha256 else ())
+        return deformation_method_values(self.mu, self.smoothing, self.weights_sha256)
 
     def describe(self) -> str:
         """:meth:`method_values` as one text (``;``-separated)."""
@@ -152,6 +155,7 @@ class FileAnonymizer:
         self.deid = deid
         self.jpeg_quality = int(jpeg_quality)
         self.allow_secondary_capture = bool(allow_secondary_capture)
+        self.reader = RadiographReader(allow_secondary_capture=self.allow_secondary_capture)
 
     @staticmethod
     def suffix(kind: str) -> str:
@@ -174,11 +178,19 @@ class FileAnonymizer:
                 named = ValueError(f"{os.fspath(src)}: {type(err).__name__}: {err}")
             raise named from None
 
+    def deform(self, decoded) -> np.ndarray:
+        """The deformed native values of a file decoded by :class:`~monai_prichexy.data.RadiographReader`
+        (a :class:`~monai_prichexy.dicom.Radiograph` or an :class:`~monai_prichexy.formats.ImageFile`):
+        the reader's values and meta, their :func:`~monai_prichexy.transforms.network_view`, then
+        :meth:`Deformer.deform` clipped to the stored range -- the bundle's and the README chain's path."""
+        values, meta = self.reader.get_data(decoded)
+        view = network_view(values, meta.get(RADIOGRAPH_VIEW_LUT)).numpy()
+        return self.deformer.deform(values, view=view, value_range=meta[RADIOGRAPH_VALUE_RANGE])
+
     def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
-        rad = read_radiograph(src, allow_secondary_capture=self.allow_secondary_capture)
-        low, high = rad.value_range
-        warped = self.deformer.deform(rad.stored, view=rad.view, value_range=(low, high))
-        rad_view_shape = rad.view.shape
+        rad = self.reader.read(src, fmt="dicom")
+        warped = self.deform(rad)
+        rad_view_shape = rad.shape
         rad.view = None  # free the float view before writing
         written = write_radiograph(rad, warped, dst, deid=self.deid)
         notes = list(rad.notes)
@@ -193,8 +205,8 @@ class FileAnonymizer:
         )
 
     def anonymize_image(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
-        image = read_image(src, kind)
-        warped = self.deformer.deform(image.array)
+        image = self.reader.read(src, fmt=kind)
+        warped = self.deform(image)
         write_image(image, warped, dst, jpeg_quality=self.jpeg_quality)
         notes = list(image.notes)
         if image.lossy_output:

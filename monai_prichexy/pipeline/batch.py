@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..dicom import NotDicomError, UnsupportedDicomError
 from ..hashing import sha256_file, sha256_stream
 from .atomic import atomic_write_bytes, remove_stale_temp_files
-from .formats import SUFFIXES, UnsupportedImageError, detect_format
+from ..formats import SUFFIXES, UnsupportedImageError, detect_format, dicom_guessed
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
 from .naming import Pseudonymizer
 from .walk import WalkEntry, is_inside, walk_files
@@ -209,7 +209,7 @@ class _Runner:
                 dtype=outcome.dtype,
             )
         except UnsupportedDicomError as err:
-            guessed = head[128:132] != b"DICM" and entry.path.suffix.lower() not in (".dcm", ".dicom", ".dic", ".ima")
+            guessed = dicom_guessed(entry.path, head)
             if guessed and isinstance(err, NotDicomError):
                 record.update(status="skipped", reason="not a supported image (not copied)")
             else:

@@ -37,12 +37,14 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..dicom import DeidKey, read_radiograph
+from ..data.reader import RadiographReader
+from ..dicom import DeidKey
 from ..metrics.displacement import DisplacementAccumulator, ssim_and_change
 from ..networks import AbnormalityClassifier, SiameseVerifier
+from ..transforms import network_view
+from ..transforms.meta import RADIOGRAPH_VIEW_LUT
 from ..weights import load_network, sha256_file
 from .atomic import atomic_write, atomic_write_bytes
-from .formats import read_image
 from .pairing import PairingError, RunPairs, check_out_dir
 
 __all__ = ["ReportError", "ReportResult", "batch_generator", "build_report", "load_view", "network_input"]
@@ -62,14 +64,15 @@ class ReportResult:
     summary: dict[str, Any]
 
 
+# only files the run accepted are paired: its scope decision (e.g. --allow-secondary-capture) stands
+_READER = RadiographReader(allow_secondary_capture=True)
+
+
 def load_view(path: str | os.PathLike, kind: str) -> np.ndarray:
-    """The network view of a file, float32 ``(rows, cols)`` in [0, 1]."""
-    if kind == "dicom":
-        # only files the run accepted are paired: its scope decision (e.g. --allow-secondary-capture) stands
-        return read_radiograph(path, allow_secondary_capture=True).view
-    arr = read_image(path, kind).array.astype(np.float32)
-    low, high = float(arr.min()), float(arr.max())
-    return (arr - low) / (high - low) if high > low else np.zeros_like(arr)
+    """The network view of a file, float32 ``(rows, cols)`` in [0, 1]: the project's reader and
+    :func:`~monai_prichexy.transforms.network_view` (DICOM: LUT view; other formats: min-max)."""
+    values, meta = _READER.get_data(_READER.read(path, fmt=kind))
+    return network_view(values, meta.get(RADIOGRAPH_VIEW_LUT)).numpy()
 
 
 def network_input(view: np.ndarray, size: int = INPUT_SIZE) -> torch.Tensor:

@@ -19,6 +19,7 @@ from ..networks import DeformationSetup, FlowFieldGenerator, PriCheXyNet, warp
 from ..networks.deformation import SMOOTHING_MODES
 from ..weights import MissingSetupError, load_prichexynet
 from .meta import strip_phi_meta
+from .view import minmax_view, network_view, stored_values, view_lut_of, working_dtype
 
 __all__ = ["DeformAnonymize", "DPPix", "check_radiograph_array"]
 
@@ -70,7 +71,9 @@ def _output_like(out: torch.Tensor, img: NdarrayOrTensor, strip_meta: bool, name
 class DeformAnonymize(Transform):
     """Anonymize a radiograph with PriCheXy-Net's learned deformation (Packhäuser et al., MICCAI 2023).
 
-    The generator sees the image min-max scaled to [0, 1] and resized to ``working_size``; its
+    The generator sees the image's network view (:class:`~monai_prichexy.transforms.NetworkView`:
+    min-max scaled to [0, 1], or for DICOM read by :class:`~monai_prichexy.data.RadiographReader`
+    its Modality/VOI LUT view) resized to ``working_size``; its
     flow field's displacement is resampled to the input's size and applied to the input's own
     values, so the output has the input's shape, type, dtype and intensity range. The result is
     deterministic, not invertible, and neither the flow field nor its parameters are recorded
@@ -164,11 +167,10 @@ class DeformAnonymize(Transform):
         values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
         the generator call is serialised, so threads can share one transform.
         """
-        wide = values.dtype in (torch.float64, torch.int64, torch.int32) or str(values.dtype) in ("torch.uint32", "torch.uint64")
-        image = values.to(self.device, torch.float64 if wide else torch.float32)[None, None]
+        image = values.to(self.device, working_dtype(values.dtype))[None, None]
         low, high = image.min(), image.max()
         if view is None:
-            view = ((image - low) / (high - low)).float() if high > low else torch.zeros_like(image, dtype=torch.float32)
+            view = minmax_view(image)
         else:
             if tuple(view.shape) != tuple(values.shape):
                 raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
@@ -182,7 +184,8 @@ class DeformAnonymize(Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         check_radiograph_array(img)
         values = _as_tensor(img)
-        out = self.deform_values(values[0])
+        lut = view_lut_of(img)  # DICOM read by RadiographReader: its LUT view, as the CLI's
+        out = self.deform_values(stored_values(img, values)[0], view=None if lut is None else network_view(values[0], lut))
         # int64 beyond 2**53 is not exact in float64: clamp again in the integer domain
         bounds = (values.min(), values.max()) if values.dtype == torch.int64 else None
         return _output_like(out[None], img, self.strip_meta, self.name_key, bounds=bounds)

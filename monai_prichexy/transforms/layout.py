@@ -15,6 +15,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SqueezeDim, Transform
 from monai.utils import TransformBackends
 
+from .meta import RADIOGRAPH_FORMAT
+
 __all__ = [
     "RowsFirst",
     "RowsFirstD",
@@ -101,6 +103,8 @@ class RowsFirst(Transform):
     spatial axes (and the affine's columns) so that the array matches ``numpy.asarray`` of the
     PIL image and pydicom's ``pixel_array``. A trailing singleton axis (ITK reads a 2D DICOM as
     ``(x, y, 1)``) is squeezed first; ``spatial_shape`` in the meta dict is updated to match.
+    An image read by :class:`~monai_prichexy.data.RadiographReader` is rows first already and
+    passes unchanged (so one chain serves both kinds of reader).
 
     Raises:
         ValueError: for a true 3D volume.
@@ -109,6 +113,8 @@ class RowsFirst(Transform):
     backend = [TransformBackends.TORCH]
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if isinstance(img, MetaTensor) and RADIOGRAPH_FORMAT in img.meta:
+            return img
         while img.ndim > 3 and img.shape[-1] == 1:
             img = SqueezeDim(dim=-1, update_meta=True)(img)
         if img.ndim != 3:

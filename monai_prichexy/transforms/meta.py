@@ -15,10 +15,19 @@ from typing import Any
 
 from ..hashing import hmac_sha256
 
-__all__ = ["GEOMETRY_META_KEYS", "pseudonymize_name", "strip_phi_meta"]
+__all__ = ["GEOMETRY_META_KEYS", "RADIOGRAPH_META_KEYS", "pseudonymize_name", "strip_phi_meta"]
 
 # keys that describe the geometry of the array and nothing about the person
 GEOMETRY_META_KEYS = ("affine", "original_affine", "spatial_shape", "original_channel_dim", "space")
+
+# keys of monai_prichexy.data.RadiographReader: format, dtype, value range, network-view table and
+# writer settings of the file, never a header value (see that module)
+RADIOGRAPH_FORMAT = "radiograph_format"
+RADIOGRAPH_DTYPE = "radiograph_dtype"
+RADIOGRAPH_VALUE_RANGE = "radiograph_value_range"
+RADIOGRAPH_VIEW_LUT = "radiograph_view_lut"
+RADIOGRAPH_WRITE_INFO = "radiograph_write_info"
+RADIOGRAPH_META_KEYS = (RADIOGRAPH_FORMAT, RADIOGRAPH_DTYPE, RADIOGRAPH_VALUE_RANGE, RADIOGRAPH_VIEW_LUT, RADIOGRAPH_WRITE_INFO)
 
 _PROCESS_KEY = secrets.token_bytes(32)
 
@@ -37,9 +46,10 @@ def pseudonymize_name(name: str | os.PathLike, key: bytes | str | None = None, l
 
 
 def strip_phi_meta(meta: Mapping[str, Any] | None, key: bytes | str | None = None) -> dict[str, Any]:
-    """Only the geometry of ``meta``, with ``filename_or_obj`` pseudonymized."""
+    """Only the geometry of ``meta`` (and :class:`~monai_prichexy.data.RadiographReader`'s PHI-free
+    keys), with ``filename_or_obj`` pseudonymized."""
     meta = dict(meta or {})
-    clean = {k: meta[k] for k in GEOMETRY_META_KEYS if k in meta}
+    clean = {k: meta[k] for k in GEOMETRY_META_KEYS + RADIOGRAPH_META_KEYS if k in meta}
     name = meta.get("filename_or_obj")
     if isinstance(name, (str, os.PathLike)) and str(name):
         clean["filename_or_obj"] = pseudonymize_name(name, key)

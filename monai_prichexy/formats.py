@@ -30,11 +30,13 @@ import numpy as np
 from .atomic import atomic_write_bytes
 
 __all__ = [
+    "DICOM_SUFFIXES",
     "FORMATS",
     "SUFFIXES",
     "ImageFile",
     "UnsupportedImageError",
     "detect_format",
+    "dicom_guessed",
     "read_image",
     "write_image",
     "encode_image",
@@ -44,7 +46,7 @@ __all__ = [
 SUFFIXES = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "tiff": ".tif", "nifti": ".nii", "nifti-gz": ".nii.gz"}
 FORMATS = tuple(SUFFIXES)
 
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")  # names that say DICOM without the file saying so
 _TIFF_LOSSLESS = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 _MAX_PIXELS = 16384 * 16384
 
@@ -65,7 +67,9 @@ class ImageFile:
     Attributes:
         format: one of :data:`FORMATS` (not ``"dicom"``).
         array: ``(rows, columns)`` pixel values in the stored dtype.
-        info: what the writer needs (TIFF compression, NIfTI geometry); no free text.
+        info: what the writer needs (TIFF compression, NIfTI geometry); no free text, and only
+            plain values (str, int, float, tuples, a float64 affine), so that it can travel in a
+            MetaTensor's meta dict (:class:`~monai_prichexy.data.RadiographReader`).
         notes: remarks for the manifest (e.g. "RGBA with equal channels written as grayscale").
     """
 
@@ -104,9 +108,15 @@ def detect_format(path: str | os.PathLike, head: bytes) -> str | None:
     if name == "dicomdir":
         return None
     suffix = os.path.splitext(name)[1]
-    if suffix in _DICOM_SUFFIXES or suffix == "" or (suffix[1:].isdigit()):
+    if suffix in DICOM_SUFFIXES or suffix == "" or (suffix[1:].isdigit()):
         return "dicom"
     return None
+
+
+def dicom_guessed(path: str | os.PathLike, head: bytes) -> bool:
+    """:func:`detect_format` said ``"dicom"`` from the name alone (no 'DICM' prefix, no DICOM
+    suffix): when the DICOM reader then finds no DICOM, the file is simply not an image."""
+    return head[128:132] != b"DICM" and os.path.splitext(os.fspath(path))[1].lower() not in DICOM_SUFFIXES
 
 
 # ----------------------------------------------------------------------------- reading
@@ -225,7 +235,7 @@ def _read_nifti(path: Path, fmt: str) -> ImageFile:
         "xyzt_units": header.get_xyzt_units(),
         "slope": None if slope is None else float(slope),
         "inter": None if inter is None else float(inter),
-        "dtype": squeezed.dtype.newbyteorder("="),
+        "dtype": squeezed.dtype.newbyteorder("=").name,  # a name, so that info holds plain values only
     }
     array = np.array(squeezed.T, dtype=info["dtype"], order="C")  # (x, y) -> (rows=y, cols=x)
     if min(array.shape) < 2:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from monai_prichexy.pipeline.formats import (
+from monai_prichexy.formats import (
     UnsupportedImageError,
     detect_format,
     encode_image,
