@@ -117,7 +117,16 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run (or ``--render``) the benchmark for parsed :func:`~monai_prichexy.options.add_benchmark_arguments`."""
-    logging.getLogger("monai_prichexy").setLevel(args.log_level.upper())
+    package_logger = logging.getLogger("monai_prichexy")
+    previous = package_logger.level
+    package_logger.setLevel(args.log_level.upper())  # the progress messages; restored afterwards
+    try:
+        return _run(args)
+    finally:
+        package_logger.setLevel(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.render:
         path = Path(args.render)
         payload = json.loads(path.read_text(encoding="utf-8"))
