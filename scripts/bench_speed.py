@@ -165,9 +165,10 @@ print(json.dumps({"wall_s": time.perf_counter() - start, "code": os.waitstatus_t
 """
 
 
-def _measure(cmd: list[str]) -> dict:
-    """Wall time and peak RSS (``wait4`` rusage) of one process; the CLI's own processing time when it says it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def _measure(cmd: list[str], code: Path = REPO) -> dict:
+    """Wall time and peak RSS (``wait4`` rusage) of one process running the package in ``code``;
+    the CLI's own processing time when it says it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", _LAUNCHER, json.dumps(cmd)], env=env, capture_output=True, text=True,
                          check=True)
     result = json.loads(out.stdout)
@@ -199,17 +200,20 @@ def cmd_pipeline(args) -> int:
             "header-only (project reader + de-identifying writer)": [sys.executable, script, "_header_only",
                                                                      str(inputs), "{out}", str(key)],
         }
+        trees = {"": REPO, **({" (baseline)": Path(args.baseline).resolve()} if args.baseline else {})}
         for name, path in weights.items():
             for workers in args.workers:
-                jobs[f"anonymize {name} --workers {workers}"] = [
-                    sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(inputs), "{out}", "--weights", str(path),
-                    "--workers", str(workers), "--no-progress", "--device", args.device, "--key-file", str(key)]
+                for label in trees:
+                    jobs[f"anonymize {name} --workers {workers}{label}"] = [
+                        sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(inputs), "{out}", "--weights",
+                        str(path), "--workers", str(workers), "--no-progress", "--device", args.device, "--key-file", str(key)]
         runs: dict[str, list[dict]] = {name: [] for name in jobs}
         for repeat in range(args.repeats):  # interleaved: each repeat runs every tool once
             for name, cmd in jobs.items():
                 out = work / "out"
                 shutil.rmtree(out, ignore_errors=True)
-                result = _measure([c.replace("{out}", str(out)) for c in cmd])
+                tree = trees[" (baseline)"] if name.endswith(" (baseline)") else REPO
+                result = _measure([c.replace("{out}", str(out)) for c in cmd], tree)
                 runs[name].append(result)
                 print(f"[{repeat + 1}/{args.repeats}] {name}: {args.n / result['wall_s']:.2f} files/s, "
                       f"{result['max_rss_mib']:.0f} MiB", file=sys.stderr)
@@ -226,15 +230,17 @@ def cmd_pipeline(args) -> int:
         floor = rows[0]["files_per_s"]
         for row in rows:
             row["ratio_to_floor"] = row["files_per_s"] / floor
-        print(f"\n{'tool':<55} {'files/s':>8} {'x floor':>8} {'start-up s':>10} {'peak RSS MiB':>12}")
+        print(f"\n{'tool':<66} {'files/s':>8} {'x floor':>8} {'start-up s':>10} {'peak RSS MiB':>12}")
         for row in rows:
             startup = f"{row['startup_s']:.1f}" if row["startup_s"] is not None else "-"
-            print(f"{row['tool']:<55} {row['files_per_s']:>8.2f} {row['ratio_to_floor']:>8.2f} {startup:>10} "
+            print(f"{row['tool']:<66} {row['files_per_s']:>8.2f} {row['ratio_to_floor']:>8.2f} {startup:>10} "
                   f"{row['max_rss_mib']:>12.0f}")
         write_json(args.json, {
             "benchmark": "pipeline", **machine(), "device": args.device, "repeats": args.repeats,
             "image": f"{args.rows}x{args.cols} 12-bit CR DICOM, uncompressed", "files": args.n,
             "generators": {name: str(p.name) for name, p in weights.items()}, "rows": rows,
+            "baseline": (subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip() or args.baseline) if args.baseline else None,
             "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:]),
         })
     finally:
@@ -389,6 +395,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--workdir", help="keep inputs here between runs (default: a temp folder, removed)")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--baseline", metavar="CHECKOUT",
+                   help="also run the CLI of another checkout (e.g. a git worktree of the commit before a change), "
+                   "interleaved with this one's, for before / after figures from the same run")
     p.add_argument("--json")
     p.set_defaults(func=cmd_pipeline)
     p = sub.add_parser("transform", help="DeformAnonymize images/s beside the eager fp32 reference")

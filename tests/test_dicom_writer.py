@@ -210,7 +210,26 @@ def test_failure_mid_write_leaves_nothing_and_keeps_old_file(tmp_path, monkeypat
 
 
 def test_verification_failure_leaves_nothing(tmp_path, monkeypatch):
+    """Uncompressed output: the Pixel Data bytes read back are compared with those meant (no decode)."""
     rad, _ = read(tmp_path, rows=16, cols=16, bits_stored=12)
+    real_read = writer_module.pydicom.dcmread
+
+    def corrupting_read(path, *args, **kwargs):
+        back = real_read(path, *args, **kwargs)
+        data = bytearray(back.PixelData)
+        data[0] ^= 1
+        back.PixelData = bytes(data)
+        return back
+
+    monkeypatch.setattr(writer_module.pydicom, "dcmread", corrupting_read)
+    with pytest.raises(DicomWriteError, match="differ"):
+        write_radiograph(rad, rad.stored, tmp_path / "out" / "o.dcm", deid=DEID)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_verification_failure_of_compressed_output_leaves_nothing(tmp_path, monkeypatch):
+    """Compressed output: decoded by our reader and compared value by value."""
+    rad, _ = read(tmp_path, rows=16, cols=16, bits_stored=12, transfer_syntax=RLELossless)
     real_read = writer_module.read_radiograph
 
     def corrupting_read(path, **kwargs):

@@ -54,23 +54,10 @@ from ..transforms.meta import (
     RADIOGRAPH_WRITE_INFO,
 )
 
-__all__ = ["RadiographReader", "RADIOGRAPH_SUFFIXES", "view_lut"]
+__all__ = ["RadiographReader", "RADIOGRAPH_SUFFIXES"]
 
 #: file name endings the reader claims (besides names without a suffix, which may be DICOM)
 RADIOGRAPH_SUFFIXES = (*DICOM_SUFFIXES, ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nii", ".nii.gz")
-
-
-def view_lut(stored: np.ndarray, view: np.ndarray) -> np.ndarray:
-    """``(2, K)`` float64 table of the distinct ``stored`` values and their ``view`` (a pointwise map)."""
-    flat, seen = np.asarray(stored).ravel(), np.asarray(view).ravel()
-    if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2:  # one O(N) scatter, no sort
-        low = int(flat.min())
-        table = np.full(int(flat.max()) - low + 1, np.nan)
-        table[flat.astype(np.int64) - low] = seen
-        present = np.flatnonzero(~np.isnan(table))
-        return np.stack([(present + low).astype(np.float64), table[present]])
-    values, first = np.unique(flat, return_index=True)
-    return np.stack([values.astype(np.float64), seen[first].astype(np.float64)])
 
 
 class RadiographReader(ImageReader):
@@ -151,7 +138,7 @@ class RadiographReader(ImageReader):
             array = img.stored
             meta[RADIOGRAPH_FORMAT] = "dicom"
             meta[RADIOGRAPH_VALUE_RANGE] = tuple(int(v) for v in img.value_range)
-            meta[RADIOGRAPH_VIEW_LUT] = view_lut(img.stored, img.view)
+            meta[RADIOGRAPH_VIEW_LUT] = img.view_lut  # computed by the reader on the values present
         meta[RADIOGRAPH_DTYPE] = array.dtype.name
         meta[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape)
         meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = "no_channel"

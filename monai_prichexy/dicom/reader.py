@@ -68,6 +68,9 @@ __all__ = [
     "read_radiograph",
     "radiograph_from_dataset",
     "compute_view",
+    "compute_view_lut",
+    "apply_view_lut",
+    "present_values",
     "check_scope",
     "PROJECTION_MODALITIES",
     "RADIOGRAPH_SOP_CLASSES",
@@ -136,8 +139,11 @@ class Radiograph:
         dataset: the pydicom dataset as read (still with its PHI and its pixel data).
         stored: stored pixel values, ``rows x cols``, dtype as decoded (``uint8``, ``int8``,
             ``uint16`` or ``int16``), unused high bits masked / sign-extended.
+        view_lut: ``(2, K)`` float64 table: the K distinct stored values of the image and their
+            view (:func:`compute_view`, a pointwise map) -- the view without a full-size pass.
         view: ``float32`` ``rows x cols`` in ``[0, 1]`` after Modality LUT, VOI LUT or window
-            (min-max when there is none) and inversion of ``MONOCHROME1``.
+            (min-max when there is none) and inversion of ``MONOCHROME1``; computed from
+            ``view_lut`` when first asked for (equal to ``compute_view(dataset, stored)``).
         photometric: ``"MONOCHROME1"`` or ``"MONOCHROME2"``.
         bits_stored, bits_allocated, high_bit: from the header.
         pixel_representation: 0 unsigned, 1 two's complement.
@@ -149,7 +155,7 @@ class Radiograph:
 
     dataset: Dataset
     stored: np.ndarray
-    view: np.ndarray
+    view_lut: np.ndarray
     photometric: str
     bits_stored: int
     pixel_representation: int
@@ -159,6 +165,18 @@ class Radiograph:
     path: Path | None = None
     lossy: bool = False
     notes: list[str] = field(default_factory=list)
+
+    _view: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def view(self) -> np.ndarray:
+        if self._view is None:
+            self._view = apply_view_lut(self.stored, self.view_lut)
+        return self._view
+
+    @view.setter
+    def view(self, value: np.ndarray | None) -> None:  # None frees it
+        self._view = value
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -439,6 +457,39 @@ def compute_view(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(view, dtype=np.float32)
 
 
+def present_values(stored: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer image, sorted (one counting pass for <= 16-bit values)."""
+    flat = np.asarray(stored).ravel()
+    if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2 and flat.size:
+        low = int(flat.min())
+        counts = np.bincount((flat.astype(np.int32) - low) if low else flat, minlength=1)
+        return (np.flatnonzero(counts) + low).astype(flat.dtype)
+    return np.unique(flat)
+
+
+def compute_view_lut(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """``(2, K)`` float64: the distinct ``stored`` values and their :func:`compute_view`.
+
+    :func:`compute_view` maps each stored value on its own (its min-max fallback uses the extremes
+    of the values present, which are the extremes of this table), so the table holds exactly
+    what the full-size view holds, computed on K <= 2**BitsStored values instead of every pixel.
+    """
+    values = present_values(stored)
+    return np.stack([values.astype(np.float64), compute_view(ds, values).astype(np.float64)])
+
+
+def apply_view_lut(stored: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """The float32 view of ``stored`` through a ``(2, K)`` table of its values (one gather)."""
+    stored = np.asarray(stored)
+    if np.issubdtype(stored.dtype, np.integer) and lut.shape[1] and lut[0, -1] - lut[0, 0] <= 1 << 17:
+        low = int(lut[0, 0])
+        dense = np.zeros(int(lut[0, -1]) - low + 1, dtype=np.float32)
+        dense[lut[0].astype(np.int64) - low] = lut[1]
+        index = stored.astype(np.int32) - low if low else stored
+        return np.take(dense, index, mode="clip")
+    return np.interp(stored.astype(np.float64), lut[0], lut[1]).astype(np.float32)
+
+
 def radiograph_from_dataset(
     ds: Dataset, path: str | os.PathLike | None = None, *, allow_secondary_capture: bool = False
 ) -> Radiograph:
@@ -509,14 +560,14 @@ def radiograph_from_dataset(
 
     lossy = ts not in LOSSLESS_TRANSFER_SYNTAXES or str(ds.get("LossyImageCompression", "")).strip() == "01"
     try:
-        view = compute_view(ds, stored)
+        view_lut = compute_view_lut(ds, stored)
     except Exception as exc:
         raise _refuse(path, f"could not compute the display view ({type(exc).__name__}: {exc})") from None
 
     return Radiograph(
         dataset=ds,
         stored=stored,
-        view=view,
+        view_lut=view_lut,
         photometric=info["photometric"],
         bits_stored=info["bits_stored"],
         pixel_representation=info["pixel_representation"],

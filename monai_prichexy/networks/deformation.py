@@ -184,8 +184,12 @@ def sampling_grid(
     if size is None or (int(size[0]), int(size[1])) == (height, width):
         return grid
     out_h, out_w = int(size[0]), int(size[1])
-    displacement = F.interpolate(grid - identity, size=(out_h, out_w), mode="bilinear", align_corners=True)
-    return identity_grid(out_h, out_w, device=flow.device, dtype=flow.dtype) + displacement
+    out = F.interpolate(grid - identity, size=(out_h, out_w), mode="bilinear", align_corners=True)
+    # + the identity at (H, W), added in place per axis: the same sums as identity_grid(H, W) + out,
+    # without a second full-size two-channel tensor
+    out[:, 0] += torch.linspace(-1.0, 1.0, out_w, device=flow.device, dtype=flow.dtype)
+    out[:, 1] += torch.linspace(-1.0, 1.0, out_h, device=flow.device, dtype=flow.dtype)[:, None]
+    return out
 
 
 def warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

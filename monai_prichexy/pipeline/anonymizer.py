@@ -98,7 +98,7 @@ class Deformer:
         if np.issubdtype(arr.dtype, np.integer):
             info = np.iinfo(arr.dtype)
             low, high = (info.min, info.max) if value_range is None else (max(info.min, value_range[0]), min(info.max, value_range[1]))
-            out = out.round().clamp(low, high)
+            out = out.round_().clamp_(low, high)  # in place: the warped tensor is ours
         return out.cpu().numpy().astype(arr.dtype)
 
 

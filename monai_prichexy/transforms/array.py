@@ -178,7 +178,7 @@ class DeformAnonymize(Transform):
         with self._lock:
             flow = self.network.flow(view)
         grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
-        return warp(image, grid.to(image.dtype))[0, 0].clamp(low, high)  # no rounding drift out of range
+        return warp(image, grid.to(image.dtype))[0, 0].clamp_(low, high)  # no rounding drift out of range
 
     @torch.no_grad()
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:

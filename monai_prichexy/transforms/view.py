@@ -75,12 +75,16 @@ def network_view(values: NdarrayOrTensor, lut: np.ndarray | None = None) -> torc
         return minmax_view(values.to(working_dtype(values.dtype)))  # as DeformAnonymize.deform_values
     arr = values.detach().cpu().numpy()
     if np.issubdtype(arr.dtype, np.integer) and lut.shape[1] and lut[0, -1] - lut[0, 0] <= 1 << 17:
-        low = int(lut[0, 0])  # integer values: a dense table of the same interpolation, one lookup each
-        dense = np.interp(np.arange(low, int(lut[0, -1]) + 1, dtype=np.float64), lut[0], lut[1])
-        mapped = dense[np.clip(arr.astype(np.int64) - low, 0, dense.size - 1)]
+        low = int(lut[0, 0])  # integer values: a dense float32 table of the same interpolation, one lookup each
+        dense = np.interp(np.arange(low, int(lut[0, -1]) + 1, dtype=np.float64), lut[0], lut[1]).astype(np.float32)
+        if arr.dtype.itemsize > 2:
+            index = arr.astype(np.int64) - low
+        else:  # 8/16-bit: int32 indices (an unsigned image starting at 0 indexes as it is)
+            index = arr.astype(np.int32) - low if low or arr.dtype.kind == "i" else arr
+        mapped = np.take(dense, index, mode="clip")  # values beyond the table take its end points
     else:
-        mapped = np.interp(arr.astype(np.float64), lut[0], lut[1])
-    return torch.from_numpy(mapped.astype(np.float32)).to(values.device)
+        mapped = np.interp(arr.astype(np.float64), lut[0], lut[1]).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(mapped)).to(values.device)
 
 
 class NetworkView(Transform):
