@@ -129,6 +129,7 @@ def _build_deformer(args):
             working_size=args.working_size,
             device=_device(args.device),
             expected_sha256=expected,
+            precision=args.precision,
         )
     except ValueError as err:  # includes checksum mismatch, unsafe checkpoint, missing mu
         if isinstance(err, (ChecksumMismatchError, UnsafeCheckpointError)):
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         "films) with Modality CR, DX, DR, OT or none; without it they are refused like CT, MR, US, NM and PT",
     )
     add_device_argument(p)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the generator's arithmetic: fp32 (default, exact) or bf16 (several times faster on processors "
+                   "with bf16 units; the flow changes slightly, see the README's speed section)")
     p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs, 1-100 (lossy; default 95)")
     add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only the final summary")

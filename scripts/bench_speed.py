@@ -290,9 +290,9 @@ def cmd_transform(args) -> int:
     work = Path(tempfile.mkdtemp(prefix="prichexy-speed-"))
     try:
         rows = []
-        for name, path in generators(args.generators, work).items():
-            transform = DeformAnonymize(str(path), device=args.device)
-            network = transform.network
+        for (name, path), precision in [(g, p) for g in generators(args.generators, work).items() for p in args.precisions]:
+            transform = DeformAnonymize(str(path), device=args.device, precision=precision)
+            network = DeformAnonymize(str(path), device=args.device).network  # fp32, standard layout: the reference
             for label, (h, w), batch in (("256 x 256, batch 1", (256, 256), 1), (f"256 x 256, batch {args.batch}", (256, 256), args.batch),
                                          (f"native {args.native[0]} x {args.native[1]}", tuple(args.native), 1)):
                 images = [torch.as_tensor(np.roll(synthetic_radiograph(h, w, bits=12, seed=1), 5 * k, axis=0).astype(np.float32))
@@ -309,14 +309,14 @@ def cmd_transform(args) -> int:
                 out_t = [np.asarray(torch.as_tensor(o).cpu())[0] for o in run_transform()]
                 out_r = [r.cpu().numpy() for r in run_reference()]
                 diff = max(float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) for a, b in zip(out_t, out_r))
-                rows.append({"generator": name, "input": label, "transform_images_per_s": ours,
+                rows.append({"generator": name, "precision": precision, "input": label, "transform_images_per_s": ours,
                              "reference_images_per_s": ref, "speed_up": ours / ref, "max_diff_grey_levels": diff,
                              "calls": [calls_t, calls_r]})
-                print(f"{name:<8} {label:<24} transform {ours:8.2f} img/s  reference {ref:8.2f} img/s  "
+                print(f"{name:<8} {precision:<5} {label:<24} transform {ours:8.2f} img/s  reference {ref:8.2f} img/s  "
                       f"x{ours / ref:5.2f}  max diff {diff:g} grey levels (12-bit)", file=sys.stderr)
-        print(f"\n{'generator':<9} {'input':<24} {'DeformAnonymize img/s':>22} {'eager fp32 img/s':>17} {'speed-up':>9} {'max diff':>9}")
+        print(f"\n{'generator':<9} {'prec':<5} {'input':<24} {'DeformAnonymize img/s':>22} {'eager fp32 img/s':>17} {'speed-up':>9} {'max diff':>9}")
         for r in rows:
-            print(f"{r['generator']:<9} {r['input']:<24} {r['transform_images_per_s']:>22.2f} {r['reference_images_per_s']:>17.2f} "
+            print(f"{r['generator']:<9} {r['precision']:<5} {r['input']:<24} {r['transform_images_per_s']:>22.2f} {r['reference_images_per_s']:>17.2f} "
                   f"{r['speed_up']:>9.2f} {r['max_diff_grey_levels']:>9g}")
         write_json(args.json, {"benchmark": "transform", **machine(), "device": args.device,
                                "image": "synthetic 12-bit radiograph (values 0..4095 as float32; differences before rounding)", "rows": rows,
@@ -402,6 +402,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_pipeline)
     p = sub.add_parser("transform", help="DeformAnonymize images/s beside the eager fp32 reference")
     p.add_argument("--generators", nargs="+", choices=("shipped", "paper"), default=["shipped", "paper"])
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--native", type=int, nargs=2, default=[2000, 2500], metavar=("ROWS", "COLS"))
     p.add_argument("--min-time", type=float, default=3.0, help="seconds each measurement runs at least")

@@ -142,6 +142,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, weights):
         anonymize_tree(src, tmp_path / "out", make_anonymizer(weights, mu=0.005), progress=False)
     with pytest.raises(ManifestError, match="key_fingerprint"):
         anonymize_tree(src, tmp_path / "out", make_anonymizer(weights, key=DeidKey(b"z" * 32)), progress=False)
+    bf16 = FileAnonymizer(Deformer(weights, precision="bf16"), DeidConfig(key=KEY))
+    with pytest.raises(ManifestError, match="precision: 'fp32' before, 'bf16' now"):
+        anonymize_tree(src, tmp_path / "out", bf16, progress=False)
+    assert "generator bf16" in bf16.deid.method_info[1]  # the header says how the pixels were made
 
 
 def test_bad_files_are_recorded_and_the_batch_goes_on(tmp_path, weights):

@@ -1,5 +1,6 @@
 """DeformAnonymize(d) and DPPix(d): shape, type, dtype, range, determinism, privacy of metadata."""
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -325,3 +326,17 @@ def test_the_transform_output_is_warped_within_the_checkpoint_budget(tmp_path):
     free = warp(image[None], unbounded.sampling_grid(view))[0]
     assert torch.allclose(out, bounded, atol=1e-2)
     assert float((out - free).abs().max()) > 1.0  # without the bound the output would differ
+
+
+def test_bf16_precision_is_opt_in_close_to_fp32_and_checked(tiny):
+    """bf16 runs the generator under autocast: near the fp32 result, never the default, refused if misspelt."""
+    torch.manual_seed(0)
+    net = PriCheXyNet(FlowFieldGenerator(init_features=4), mu=0.02, working_size=32)
+    image = torch.rand(1, 64, 80) * 4095
+    exact = torch.as_tensor(DeformAnonymize(copy.deepcopy(net))(image))
+    fast_transform = DeformAnonymize(copy.deepcopy(net), precision="bf16")
+    fast = torch.as_tensor(fast_transform(image))
+    assert DeformAnonymize(copy.deepcopy(net)).precision == "fp32" and fast_transform.precision == "bf16"
+    assert fast.shape == exact.shape and float((fast - exact).abs().max()) < 0.05 * 4095
+    with pytest.raises(ValueError, match="precision"):
+        DeformAnonymize(net, precision="fp16")

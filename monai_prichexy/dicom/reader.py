@@ -468,13 +468,20 @@ def present_values(stored: np.ndarray) -> np.ndarray:
 
 
 def compute_view_lut(ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    """``(2, K)`` float64: the distinct ``stored`` values and their :func:`compute_view`.
+    """``(2, K)`` float64: stored values (every one of the image among them) and their :func:`compute_view`.
 
-    :func:`compute_view` maps each stored value on its own (its min-max fallback uses the extremes
-    of the values present, which are the extremes of this table), so the table holds exactly
-    what the full-size view holds, computed on K <= 2**BitsStored values instead of every pixel.
+    :func:`compute_view` maps each stored value on its own; only its min-max fallback looks at the
+    image, through the extremes of the modality values. For 8/16-bit values the table spans
+    ``stored.min() .. stored.max()``, whose modality values have the image's extremes unless a
+    Modality LUT Sequence (not monotonic in general) maps them: then only the values present are
+    taken. Either way the table holds exactly what the full-size view holds, computed on at most
+    2**BitsStored values instead of every pixel.
     """
-    values = present_values(stored)
+    flat = np.asarray(stored)
+    if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2 and flat.size and not ds.get("ModalityLUTSequence"):
+        values = np.arange(int(flat.min()), int(flat.max()) + 1).astype(flat.dtype)
+    else:
+        values = present_values(stored)
     return np.stack([values.astype(np.float64), compute_view(ds, values).astype(np.float64)])
 
 

@@ -45,11 +45,15 @@ class Deformer:
         working_size: resolution the generator sees; None = the checkpoint's, else 256.
         device: torch device; None = CPU.
         expected_sha256: checked before the checkpoint is loaded.
+        precision: ``"fp32"`` (exact) or ``"bf16"`` (the generator under bfloat16 autocast; see
+            :class:`DeformAnonymize`).
     """
 
-    def __init__(self, weights, mu=None, smoothing=None, working_size=None, device=None, expected_sha256=None) -> None:
+    def __init__(self, weights, mu=None, smoothing=None, working_size=None, device=None, expected_sha256=None,
+                 precision: str = "fp32") -> None:
         self.transform = DeformAnonymize(
-            weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256
+            weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256,
+            precision=precision,
         )
         self.weights_sha256 = sha256_file(weights) if isinstance(weights, (str, os.PathLike)) else None
 
@@ -73,9 +77,13 @@ class Deformer:
     def working_size(self):
         return self.network.working_size
 
+    @property
+    def precision(self) -> str:
+        return self.transform.precision
+
     def method_values(self) -> tuple[str, ...]:
         """Values for DeidentificationMethod and the manifest (no PHI), each a complete LO value."""
-        return deformation_method_values(self.mu, self.smoothing, self.weights_sha256)
+        return deformation_method_values(self.mu, self.smoothing, self.weights_sha256, self.precision)
 
     def describe(self) -> str:
         """:meth:`method_values` as one text (``;``-separated)."""

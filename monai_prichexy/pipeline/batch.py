@@ -265,6 +265,7 @@ def anonymize_tree(
         "smoothing": deformer.smoothing,
         "working_size": list(deformer.working_size) if deformer.working_size else None,
         "weights_sha256": deformer.weights_sha256,
+        "precision": deformer.precision,
         "dates": deid.dates,
         "method": deid.method_info,
         "allow_secondary_capture": bool(getattr(anonymizer, "allow_secondary_capture", False)),

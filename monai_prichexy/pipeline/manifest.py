@@ -61,7 +61,9 @@ SETTINGS_NAME = "run.json"
 LEGACY_LOCK_NAME = "lock"  # lock file of earlier versions, removed on open
 FORMAT = "monai_prichexy-manifest/1"
 #: settings that must be equal to resume a run
-SETTINGS_COMPARED = ("key_fingerprint", "mu", "smoothing", "working_size", "weights_sha256", "dates")
+SETTINGS_COMPARED = ("key_fingerprint", "mu", "smoothing", "working_size", "weights_sha256", "dates", "precision")
+#: the value of a compared setting that runs of earlier versions did not record
+SETTINGS_DEFAULTS = {"precision": "fp32"}
 #: settings compared when the earlier run recorded them too (older versions did not)
 SETTINGS_COMPARED_IF_RECORDED = ("input_id",)
 
@@ -189,9 +191,9 @@ class Manifest:
         except (OSError, ValueError) as err:
             raise ManifestError(f"{self.settings_path}: unreadable ({err}); use a new output folder") from None
         diffs = [
-            f"{name}: {saved.get(name)!r} before, {settings.get(name)!r} now"
+            f"{name}: {saved.get(name, SETTINGS_DEFAULTS.get(name))!r} before, {settings.get(name, SETTINGS_DEFAULTS.get(name))!r} now"
             for name in SETTINGS_COMPARED
-            if saved.get(name) != settings.get(name)
+            if saved.get(name, SETTINGS_DEFAULTS.get(name)) != settings.get(name, SETTINGS_DEFAULTS.get(name))
         ]
         diffs += [
             f"{name}: another input folder than before"
