@@ -170,7 +170,7 @@ def _measure(cmd: list[str], code: Path = REPO) -> dict:
     the CLI's own processing time when it says it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", _LAUNCHER, json.dumps(cmd)], env=env, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=code)  # cwd too: `python -m` puts it before PYTHONPATH
     result = json.loads(out.stdout)
     if result["code"] != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({result['code']}):\n{result['stderr']}")
