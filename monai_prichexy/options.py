@@ -18,6 +18,7 @@ __all__ = [
     "KEY_SUFFIX",
     "NUMBER_RULES",
     "add_weights_arguments",
+    "add_weights_sha256_argument",
     "add_deformation_arguments",
     "add_key_file_argument",
     "add_dates_argument",
@@ -31,10 +32,15 @@ __all__ = [
 KEY_SUFFIX = ".prichexy-key"
 
 
-def add_weights_arguments(parser: argparse.ArgumentParser, help_weights: str, *, sha_aliases: tuple[str, ...] = ()) -> None:
-    """``--weights`` and ``--weights-sha256`` (``sha_aliases``: older spellings of the latter)."""
+def add_weights_arguments(parser: argparse.ArgumentParser, help_weights: str) -> None:
+    """``--weights`` and ``--weights-sha256``."""
     parser.add_argument("--weights", help=help_weights)
-    parser.add_argument("--weights-sha256", *sha_aliases, dest="weights_sha256",
+    add_weights_sha256_argument(parser)
+
+
+def add_weights_sha256_argument(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--weights-sha256`` (``aliases``: older spellings, e.g. the Deploy app's ``--model-sha256``)."""
+    parser.add_argument("--weights-sha256", *aliases, dest="weights_sha256", default=None,
                         help="expected SHA-256 of the weights, 64 hex digits, checked before loading "
                         "(default: the one recorded in the bundle's metadata.json for its own model.pt)")
 

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..options import add_dates_argument, add_deformation_arguments, add_device_argument, add_key_file_argument
+from ..options import (add_dates_argument, add_deformation_arguments, add_device_argument, add_key_file_argument,
+                       add_weights_sha256_argument)
 
 __all__ = [
     "RADIOGRAPH_MODALITIES",
@@ -96,8 +97,7 @@ class DeployOptions:
         add_key_file_argument(parser, "de-identification key file (hex; created, mode 0600, when missing)")
         add_dates_argument(parser, default=None)  # None: PRICHEXY_DATES, else remove
         add_device_argument(parser, default=None)  # None: PRICHEXY_DEVICE, else auto
-        parser.add_argument("--weights-sha256", "--model-sha256", dest="weights_sha256", default=None,
-                            help="expected SHA-256 of the model, 64 hex digits, checked before loading")
+        add_weights_sha256_argument(parser, "--model-sha256")
         return parser
 
     @classmethod

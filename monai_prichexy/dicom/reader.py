@@ -61,6 +61,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ..lut import apply_view_lut
 from .errors import NotARadiographError, NotDicomError, UnsupportedDicomError
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "radiograph_from_dataset",
     "compute_view",
     "compute_view_lut",
-    "apply_view_lut",
     "present_values",
     "check_scope",
     "PROJECTION_MODALITIES",
@@ -483,18 +483,6 @@ def compute_view_lut(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     else:
         values = present_values(stored)
     return np.stack([values.astype(np.float64), compute_view(ds, values).astype(np.float64)])
-
-
-def apply_view_lut(stored: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """The float32 view of ``stored`` through a ``(2, K)`` table of its values (one gather)."""
-    stored = np.asarray(stored)
-    if np.issubdtype(stored.dtype, np.integer) and lut.shape[1] and lut[0, -1] - lut[0, 0] <= 1 << 17:
-        low = int(lut[0, 0])
-        dense = np.zeros(int(lut[0, -1]) - low + 1, dtype=np.float32)
-        dense[lut[0].astype(np.int64) - low] = lut[1]
-        index = stored.astype(np.int32) - low if low else stored
-        return np.take(dense, index, mode="clip")
-    return np.interp(stored.astype(np.float64), lut[0], lut[1]).astype(np.float32)
 
 
 def radiograph_from_dataset(

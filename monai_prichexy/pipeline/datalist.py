@@ -50,12 +50,14 @@ def _is_guessed_dicom_that_is_not(path: Path, head: bytes, allow_secondary_captu
     (the CLI skips those, too)."""
     if not dicom_guessed(path, head):
         return False
-    from ..dicom import UnsupportedDicomError, read_radiograph
+    from ..dicom import NotDicomError, UnsupportedDicomError, read_radiograph
 
     try:
         read_radiograph(path, allow_secondary_capture=allow_secondary_capture)
-    except UnsupportedDicomError as err:
-        return err.reason.startswith("not a DICOM file")
+    except NotDicomError:
+        return True
+    except UnsupportedDicomError:
+        return False
     return False
 
 

@@ -222,13 +222,7 @@ class DPPix(RandomizableTransform):
         prob: probability of applying the transform.
         strip_meta: drop PHI-carrying meta keys and earlier operations from MetaTensors.
         name_key: key for the file-name pseudonym (random per process when None).
-        precision: ``"fp32"`` (default: exact, the reference) or ``"bf16"``: the generator runs
-            under bfloat16 autocast in channels-last layout (several times faster where the
-            processor has bf16 units, e.g. AMX; the flow is slightly perturbed -- ``scripts/bench_speed.py
-            transform`` measures the largest difference in grey levels); the warp stays fp32.
     """
-
-    PRECISIONS = ("fp32", "bf16")
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 

@@ -19,6 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
+from ..lut import apply_view_lut
 from .meta import RADIOGRAPH_DTYPE, RADIOGRAPH_META_KEYS, RADIOGRAPH_VIEW_LUT
 
 __all__ = [
@@ -73,17 +74,7 @@ def network_view(values: NdarrayOrTensor, lut: np.ndarray | None = None) -> torc
     values = torch.as_tensor(values)
     if lut is None:
         return minmax_view(values.to(working_dtype(values.dtype)))  # as DeformAnonymize.deform_values
-    arr = values.detach().cpu().numpy()
-    if np.issubdtype(arr.dtype, np.integer) and lut.shape[1] and lut[0, -1] - lut[0, 0] <= 1 << 17:
-        low = int(lut[0, 0])  # integer values: a dense float32 table of the same interpolation, one lookup each
-        dense = np.interp(np.arange(low, int(lut[0, -1]) + 1, dtype=np.float64), lut[0], lut[1]).astype(np.float32)
-        if arr.dtype.itemsize > 2:
-            index = arr.astype(np.int64) - low
-        else:  # 8/16-bit: int32 indices (an unsigned image starting at 0 indexes as it is)
-            index = arr.astype(np.int32) - low if low or arr.dtype.kind == "i" else arr
-        mapped = np.take(dense, index, mode="clip")  # values beyond the table take its end points
-    else:
-        mapped = np.interp(arr.astype(np.float64), lut[0], lut[1]).astype(np.float32)
+    mapped = apply_view_lut(values.detach().cpu().numpy(), lut)
     return torch.from_numpy(np.ascontiguousarray(mapped)).to(values.device)
 
 
