@@ -27,16 +27,10 @@ from torch import nn
 from .atomic import atomic_write
 from .bundle_files import read_model_json
 from .hashing import sha256_file
-from .networks import (
-    AbnormalityClassifier,
-    DeformationSetup,
-    EmbeddingNet,
-    FlowFieldGenerator,
-    PriCheXyNet,
-    PrivacyNetEncoder,
-    SiameseVerifier,
-)
+from . import networks
+from .networks.anonymizer import DeformationSetup, PriCheXyNet
 from .networks.deformation import SMOOTHING_MODES
+from .networks.generator import FlowFieldGenerator, PrivacyNetEncoder
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -56,13 +50,10 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "monai_prichexy/1"
-NETWORKS: dict[str, type[nn.Module]] = {
-    "FlowFieldGenerator": FlowFieldGenerator,
-    "PrivacyNetEncoder": PrivacyNetEncoder,
-    "AbnormalityClassifier": AbnormalityClassifier,
-    "SiameseVerifier": SiameseVerifier,
-    "EmbeddingNet": EmbeddingNet,
-}
+#: the networks a checkpoint may hold, by class name in :mod:`monai_prichexy.networks` (the classifier
+#: and verifier classes, built on MONAI's, are imported only when such a network is saved or built)
+NETWORKS: tuple[str, ...] = ("FlowFieldGenerator", "PrivacyNetEncoder", "AbnormalityClassifier", "SiameseVerifier",
+                             "EmbeddingNet")
 
 
 class WeightsError(ValueError):
@@ -85,6 +76,8 @@ def network_kwargs(network: nn.Module) -> dict[str, Any]:
     """The constructor arguments needed to rebuild one of :data:`NETWORKS`."""
     if isinstance(network, (FlowFieldGenerator, PrivacyNetEncoder)):
         return {"in_channels": network.in_channels, "init_features": network.init_features}
+    from .networks import AbnormalityClassifier, EmbeddingNet, SiameseVerifier
+
     if isinstance(network, AbnormalityClassifier):
         return {
             "in_channels": network.in_channels,
@@ -200,7 +193,7 @@ def build_network(checkpoint: Mapping[str, Any], network: str | None = None, **k
     if name in ("FlowFieldGenerator", "PrivacyNetEncoder") and "encoders.0.0.weight" in state:
         arguments.setdefault("init_features", int(state["encoders.0.0.weight"].shape[0]))
         arguments.setdefault("in_channels", int(state["encoders.0.0.weight"].shape[1]))
-    model = NETWORKS[name](**arguments)
+    model = getattr(networks, name)(**arguments)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

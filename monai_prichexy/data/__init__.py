@@ -1,67 +1,45 @@
-"""Data sets' tables (ChestX-ray14, Kermany paediatric CXR), patient-wise splits, verification pairs, lazy datasets."""
+"""Data sets' tables (ChestX-ray14, Kermany paediatric CXR), patient-wise splits, verification pairs, lazy datasets,
+and the radiograph reader.
 
-from .chestxray14 import CXR14_LABELS, NO_FINDING, CXR14Record, parse_finding_labels, read_chestxray14_table
-from .datasets import (
-    DEFAULT_READERS,
-    ChestXray14Dataset,
-    ChestXray14PairDataset,
-    build_transforms,
-    resolve_image_paths,
-)
-from .kermany import KERMANY_COLUMNS, read_kermany_table
-from .keys import BatchKeys
-from .pairs import (
-    VerificationPair,
-    check_pairs_within_split,
-    pair_patient_ids,
-    read_pairs,
-    sample_split_pairs,
-    sample_verification_pairs,
-    write_pairs,
-)
-from .reader import RADIOGRAPH_SUFFIXES, RadiographReader
-from .records import ImageRecord, group_by_patient, label_matrix, normalize_patient_id, open_text
-# the layout transforms live in monai_prichexy.transforms; kept here so monai_prichexy.data.RowsFirstd stays valid
-from ..transforms.layout import (
-    RowsFirst,
-    RowsFirstd,
-    RowsFirstD,
-    RowsFirstDict,
-    ToGrayscale,
-    ToGrayscaled,
-    ToGrayscaleD,
-    ToGrayscaleDict,
-)
-from .splits import (
-    SPLIT_NAMES,
-    apply_split_file,
-    check_patient_disjoint,
-    load_split,
-    make_splits,
-    read_image_list,
-    read_split_file,
-    split_by_lists,
-    split_patients,
-    write_split_file,
-)
-from .tables import TABLE_READERS, detect_dataset, read_table
+Names are imported on first use (:mod:`monai_prichexy.lazy`): reading one file (:mod:`.decode`) needs no
+MONAI; the datasets, the MONAI :class:`~monai.data.ImageReader` and the layout transforms do.
+"""
 
-from . import (  # noqa: E402
-    chestxray14 as _c,
-    datasets as _d,
-    kermany as _k,
-    keys as _keys,
-    pairs as _p,
-    reader as _rd,
-    records as _r,
-    splits as _s,
-    tables as _t,
-)
-from ..transforms import layout as _l  # noqa: E402
+from __future__ import annotations
 
-__all__ = [
-    *_r.__all__, *_c.__all__, *_k.__all__, *_t.__all__, *_s.__all__, *_p.__all__, *_d.__all__, *_l.__all__,
-    *_keys.__all__, *_rd.__all__,
-]
+from ..lazy import lazy_exports
 
-del _c, _d, _k, _keys, _l, _p, _r, _rd, _s, _t
+_LAZY = {
+    **dict.fromkeys((
+        "CXR14_LABELS", "NO_FINDING", "CXR14Record", "parse_finding_labels", "read_chestxray14_table",
+    ), ".chestxray14"),
+    **dict.fromkeys((
+        "DEFAULT_READERS", "build_transforms", "resolve_image_paths", "ChestXray14Dataset",
+        "ChestXray14PairDataset",
+    ), ".datasets"),
+    **dict.fromkeys(("decode_radiograph", "radiograph_data",), ".decode"),
+    **dict.fromkeys(("KERMANY_COLUMNS", "read_kermany_table",), ".kermany"),
+    **dict.fromkeys(("BatchKeys",), ".keys"),
+    **dict.fromkeys((
+        "VerificationPair", "sample_verification_pairs", "sample_split_pairs", "check_pairs_within_split",
+        "pair_patient_ids", "write_pairs", "read_pairs",
+    ), ".pairs"),
+    **dict.fromkeys(("RadiographReader", "RADIOGRAPH_SUFFIXES",), ".reader"),
+    **dict.fromkeys((
+        "ImageRecord", "normalize_patient_id", "label_matrix", "group_by_patient", "open_text",
+    ), ".records"),
+    **dict.fromkeys((
+        "SPLIT_NAMES", "split_patients", "read_image_list", "split_by_lists", "read_split_file",
+        "write_split_file", "apply_split_file", "check_patient_disjoint", "make_splits", "load_split",
+    ), ".splits"),
+    **dict.fromkeys(("TABLE_READERS", "detect_dataset", "read_table",), ".tables"),
+    # the layout transforms live in monai_prichexy.transforms; monai_prichexy.data.RowsFirstd stays valid
+    **dict.fromkeys((
+        "RowsFirst", "RowsFirstD", "RowsFirstDict", "RowsFirstd", "ToGrayscale", "ToGrayscaleD",
+        "ToGrayscaleDict", "ToGrayscaled",
+    ), "..transforms.layout"),
+}
+
+__all__ = sorted(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

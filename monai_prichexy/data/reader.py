@@ -38,21 +38,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from monai.data import ImageReader
-from monai.utils import MetaKeys, ensure_tuple
+from monai.utils import ensure_tuple
 
-from ..formats import DICOM_SUFFIXES, ImageFile, UnsupportedImageError, detect_format, read_image
-from ..transforms.meta import (
-    RADIOGRAPH_DTYPE,
-    RADIOGRAPH_FORMAT,
-    RADIOGRAPH_VALUE_RANGE,
-    RADIOGRAPH_VIEW_LUT,
-    RADIOGRAPH_WRITE_INFO,
-)
+from ..formats import DICOM_SUFFIXES, UnsupportedImageError
+from .decode import decode_radiograph, radiograph_data
 
 __all__ = ["RadiographReader", "RADIOGRAPH_SUFFIXES"]
 
@@ -85,30 +78,22 @@ class RadiographReader(ImageReader):
         return name.endswith(RADIOGRAPH_SUFFIXES) or suffix == "" or suffix[1:].isdigit()
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, fmt: str | None = None, **kwargs: Any):
-        """The decoded file: a :class:`~monai_prichexy.dicom.Radiograph` or a :class:`~monai_prichexy.formats.ImageFile`.
+        """The decoded file (:func:`~monai_prichexy.data.decode.decode_radiograph`): a
+        :class:`~monai_prichexy.dicom.Radiograph` or a :class:`~monai_prichexy.formats.ImageFile`.
 
         ``fmt``: the format when the caller detected it already (:func:`~monai_prichexy.formats.detect_format`).
         """
         names = ensure_tuple(data)
         if len(names) != 1:
             raise ValueError(f"RadiographReader reads one 2D radiograph at a time, got {len(names)} files")
-        path = Path(names[0])
-        if fmt is None:
-            with open(path, "rb") as handle:
-                fmt = detect_format(path, handle.read(512))
-        if fmt == "dicom":
-            from ..dicom import UnsupportedDicomError, read_radiograph  # pydicom only when a DICOM file is read
-
-            try:
-                return read_radiograph(path, allow_secondary_capture=self.allow_secondary_capture)
-            except UnsupportedDicomError as err:
-                raise self._refusal(err) from None
         try:
-            if fmt is None:
-                raise UnsupportedImageError(path, "not a radiograph file (DICOM, PNG, JPEG, TIFF or NIfTI)")
-            return read_image(path, fmt)
-        except UnsupportedImageError as err:
-            raise self._refusal(err) from None
+            return decode_radiograph(names[0], fmt, allow_secondary_capture=self.allow_secondary_capture)
+        except ValueError as err:
+            from ..dicom.errors import UnsupportedDicomError  # not before: pydicom only when a DICOM file is read
+
+            if isinstance(err, (UnsupportedDicomError, UnsupportedImageError)):
+                raise self._refusal(err) from None
+            raise
 
     def _refusal(self, err):
         """``err`` as is, or (``path_in_errors=False``) the same refusal without the path."""
@@ -124,22 +109,4 @@ class RadiographReader(ImageReader):
             if len(img) != 1:
                 raise ValueError("RadiographReader reads one 2D radiograph at a time")
             img = img[0]
-        meta: dict[str, Any] = {}
-        if isinstance(img, ImageFile):
-            array = img.array
-            meta[RADIOGRAPH_FORMAT] = img.format
-            meta[RADIOGRAPH_WRITE_INFO] = dict(img.info)
-            if np.issubdtype(array.dtype, np.integer):
-                info = np.iinfo(array.dtype)
-                meta[RADIOGRAPH_VALUE_RANGE] = (int(info.min), int(info.max))
-            else:
-                meta[RADIOGRAPH_VALUE_RANGE] = None
-        else:  # a DICOM Radiograph
-            array = img.stored
-            meta[RADIOGRAPH_FORMAT] = "dicom"
-            meta[RADIOGRAPH_VALUE_RANGE] = tuple(int(v) for v in img.value_range)
-            meta[RADIOGRAPH_VIEW_LUT] = img.view_lut  # computed by the reader on the values present
-        meta[RADIOGRAPH_DTYPE] = array.dtype.name
-        meta[MetaKeys.SPATIAL_SHAPE] = np.asarray(array.shape)
-        meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = "no_channel"
-        return array, meta
+        return radiograph_data(img)

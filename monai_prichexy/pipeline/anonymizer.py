@@ -1,12 +1,15 @@
 """One input file -> one anonymized output file (DICOM, PNG, JPEG, TIFF, NIfTI).
 
-Files are read by :class:`~monai_prichexy.data.RadiographReader` (native stored values), the
-generator sees :func:`~monai_prichexy.transforms.network_view` of them (DICOM: the reader's LUT
-view; other formats: min-max), and the pixels are deformed by :class:`Deformer`, a thin adapter
-over :meth:`~monai_prichexy.transforms.DeformAnonymize.deform_values` (the code path of
-``DeformAnonymize.__call__``): the same reader, view and transform as the bundle's
-``inference.json`` and the README's ``Compose`` chain, hence the same pixels. Only the network call is serialised by a lock;
-decoding, warping at native size and encoding run in parallel threads.
+Files are read by :func:`~monai_prichexy.data.decode.decode_radiograph` and
+:func:`~monai_prichexy.data.decode.radiograph_data` (native stored values; the core of
+:class:`~monai_prichexy.data.RadiographReader`), the generator sees
+:func:`~monai_prichexy.transforms.functional.network_view` of them (DICOM: the reader's LUT view;
+other formats: min-max), and the pixels are deformed by :class:`Deformer`, a thin adapter over
+:meth:`~monai_prichexy.transforms.functional.PriCheXyDeformation.deform_values`, the method
+``DeformAnonymize.__call__`` runs: the same reader, view and transform as the bundle's
+``inference.json`` and the README's ``Compose`` chain, hence the same pixels, without importing
+MONAI (seconds of start-up per run). Only the network call is serialised by a lock; decoding,
+warping at native size and encoding run in parallel threads.
 
 DICOM (:meth:`FileAnonymizer.anonymize_dicom`): the flow is computed at the working resolution
 from the reader's network view (Modality/VOI LUT, MONOCHROME1 inverted), resampled to the
@@ -24,12 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.reader import RadiographReader
+from ..data.decode import decode_radiograph, radiograph_data
 from ..dicom import DeidConfig, DeidentificationError, UnsupportedDicomError, write_radiograph
 from ..formats import SUFFIXES, UnsupportedImageError, write_image
-from ..transforms import DeformAnonymize, deformation_method_values, network_view
-from ..transforms.array import check_radiograph_array
-from ..transforms.meta import RADIOGRAPH_VALUE_RANGE, RADIOGRAPH_VIEW_LUT
+from ..transforms.functional import PriCheXyDeformation, check_radiograph_array, network_view
+from ..transforms.meta import RADIOGRAPH_VALUE_RANGE, RADIOGRAPH_VIEW_LUT, deformation_method_values
 from ..weights import sha256_file
 
 __all__ = ["Deformer", "FileAnonymizer", "FileOutcome"]
@@ -51,7 +53,7 @@ class Deformer:
 
     def __init__(self, weights, mu=None, smoothing=None, working_size=None, device=None, expected_sha256=None,
                  precision: str = "fp32") -> None:
-        self.transform = DeformAnonymize(
+        self.transform = PriCheXyDeformation(
             weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256,
             precision=precision,
         )
@@ -163,7 +165,6 @@ class FileAnonymizer:
         self.deid = deid
         self.jpeg_quality = int(jpeg_quality)
         self.allow_secondary_capture = bool(allow_secondary_capture)
-        self.reader = RadiographReader(allow_secondary_capture=self.allow_secondary_capture)
 
     @staticmethod
     def suffix(kind: str) -> str:
@@ -187,16 +188,16 @@ class FileAnonymizer:
             raise named from None
 
     def deform(self, decoded) -> np.ndarray:
-        """The deformed native values of a file decoded by :class:`~monai_prichexy.data.RadiographReader`
+        """The deformed native values of a file decoded by :func:`~monai_prichexy.data.decode.decode_radiograph`
         (a :class:`~monai_prichexy.dicom.Radiograph` or an :class:`~monai_prichexy.formats.ImageFile`):
         the reader's values and meta, their :func:`~monai_prichexy.transforms.network_view`, then
         :meth:`Deformer.deform` clipped to the stored range -- the bundle's and the README chain's path."""
-        values, meta = self.reader.get_data(decoded)
+        values, meta = radiograph_data(decoded)
         view = network_view(values, meta.get(RADIOGRAPH_VIEW_LUT)).numpy()
         return self.deformer.deform(values, view=view, value_range=meta[RADIOGRAPH_VALUE_RANGE])
 
     def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
-        rad = self.reader.read(src, fmt="dicom")
+        rad = decode_radiograph(src, "dicom", allow_secondary_capture=self.allow_secondary_capture)
         warped = self.deform(rad)
         rad_view_shape = rad.shape
         rad.view = None  # free the float view before writing
@@ -213,7 +214,7 @@ class FileAnonymizer:
         )
 
     def anonymize_image(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
-        image = self.reader.read(src, fmt=kind)
+        image = decode_radiograph(src, kind)
         warped = self.deform(image)
         write_image(image, warped, dst, jpeg_quality=self.jpeg_quality)
         notes = list(image.notes)

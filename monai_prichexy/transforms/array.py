@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,30 +13,11 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends
 from torch import nn
 
-from ..networks import DeformationSetup, FlowFieldGenerator, PriCheXyNet, warp
-from ..networks.deformation import SMOOTHING_MODES
-from ..weights import MissingSetupError, load_prichexynet
+from .functional import PriCheXyDeformation, check_radiograph_array
 from .meta import strip_phi_meta
-from .view import minmax_view, network_view, stored_values, view_lut_of, working_dtype
+from .view import network_view, stored_values, view_lut_of
 
 __all__ = ["DeformAnonymize", "DPPix", "check_radiograph_array"]
-
-
-def check_radiograph_array(img: NdarrayOrTensor, name: str = "image") -> None:
-    """Raise a clear ValueError unless ``img`` is a finite, real, channel-first (1, H, W) array."""
-    shape = tuple(img.shape)
-    if len(shape) != 3 or shape[0] != 1:
-        raise ValueError(f"{name}: expected a channel-first grayscale array of shape (1, H, W), got {shape}")
-    if shape[1] < 2 or shape[2] < 2:
-        raise ValueError(f"{name}: image of {shape[1]}x{shape[2]} pixels is too small to deform")
-    dtype = img.dtype
-    if dtype in (torch.bool, np.bool_) or str(dtype) == "bool":
-        raise ValueError(f"{name}: boolean images are not radiographs")
-    if (isinstance(img, torch.Tensor) and img.is_complex()) or (isinstance(img, np.ndarray) and np.iscomplexobj(img)):
-        raise ValueError(f"{name}: complex images are not supported")
-    values = torch.as_tensor(img)
-    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
-        raise ValueError(f"{name}: image contains NaN or infinite values")
 
 
 def _as_tensor(img: NdarrayOrTensor) -> torch.Tensor:
@@ -68,7 +47,7 @@ def _output_like(out: torch.Tensor, img: NdarrayOrTensor, strip_meta: bool, name
     return out.cpu().numpy()
 
 
-class DeformAnonymize(Transform):
+class DeformAnonymize(PriCheXyDeformation, Transform):
     """Anonymize a radiograph with PriCheXy-Net's learned deformation (Packhäuser et al., MICCAI 2023).
 
     The generator sees the image's network view (:class:`~monai_prichexy.transforms.NetworkView`:
@@ -98,8 +77,6 @@ class DeformAnonymize(Transform):
             transform`` measures the largest difference in grey levels); the warp stays fp32.
     """
 
-    PRECISIONS = ("fp32", "bf16")
-
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
@@ -114,87 +91,10 @@ class DeformAnonymize(Transform):
         name_key: bytes | str | None = None,
         precision: str = "fp32",
     ) -> None:
-        if precision not in self.PRECISIONS:
-            raise ValueError(f"precision must be one of {self.PRECISIONS}, got {precision!r}")
-        self.network = self._parse_generator(generator, mu, smoothing, working_size, expected_sha256)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.precision = precision
-        self.network.to(self.device).eval()
-        if precision == "bf16":  # the layout oneDNN's bf16 convolutions want
-            self.network.generator.to(memory_format=torch.channels_last)
-        for parameter in self.network.parameters():
-            parameter.requires_grad_(False)
+        super().__init__(generator, mu=mu, smoothing=smoothing, working_size=working_size, device=device,
+                         expected_sha256=expected_sha256, precision=precision)
         self.strip_meta = strip_meta
         self.name_key = name_key
-        self._lock = threading.Lock()
-        self._warn_if_risky(self.network.mu)
-
-    def __getstate__(self) -> dict:  # locks do not pickle (DataLoader workers, deepcopy)
-        state = self.__dict__.copy()
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _parse_generator(generator, mu, smoothing, working_size, expected_sha256) -> PriCheXyNet:
-        if smoothing is not None and smoothing not in SMOOTHING_MODES:
-            raise ValueError(f"smoothing must be one of {SMOOTHING_MODES}, got {smoothing!r}")
-        if isinstance(generator, PriCheXyNet):
-            if mu is not None:
-                generator.mu = float(mu)
-            if smoothing is not None:
-                generator.smoothing = smoothing
-            if working_size is not None:
-                generator.working_size = working_size
-            return generator
-        if isinstance(generator, (str, os.PathLike)):
-            return load_prichexynet(generator, expected_sha256, mu=mu, smoothing=smoothing, working_size=working_size)
-        if not isinstance(generator, nn.Module):
-            raise TypeError(f"generator must be a PriCheXyNet, a FlowFieldGenerator or a path, got {type(generator).__name__}")
-        if mu is None:
-            raise MissingSetupError("mu is required: the generator does not say which deformation strength it was trained for")
-        if not isinstance(generator, FlowFieldGenerator):
-            warnings.warn(f"generator is a {type(generator).__name__}, not a FlowFieldGenerator", stacklevel=3)
-        setup = DeformationSetup(mu, smoothing or "grid", 256 if working_size is None else working_size)
-        return PriCheXyNet.from_setup(generator, setup)
-
-    @staticmethod
-    def _warn_if_risky(mu: float) -> None:
-        if mu == 0:
-            warnings.warn("mu = 0: DeformAnonymize will not change the pixels", stacklevel=3)
-        elif mu < 5e-4:
-            warnings.warn(f"mu = {mu} moves pixels by at most {mu * 127.5:.3f} px at 256 px: too small to hide identity", stacklevel=3)
-        elif mu > 0.05:
-            warnings.warn(f"mu = {mu} moves pixels by up to {mu * 127.5:.1f} px at 256 px: expect a large utility cost", stacklevel=3)
-
-    @torch.no_grad()
-    def deform_values(self, values: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
-        """Deform a (H, W) tensor of pixel values; returns float32 (H, W) -- float64 for 64-bit and
-        32-bit integer values, which float32 cannot hold -- within the values' own [min, max].
-
-        ``view`` is what the generator sees, in [0, 1] and of the same shape (for DICOM: the
-        values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
-        the generator call is serialised, so threads can share one transform.
-        """
-        image = values.to(self.device, working_dtype(values.dtype))[None, None]
-        low, high = image.min(), image.max()
-        if view is None:
-            view = minmax_view(image)
-        else:
-            if tuple(view.shape) != tuple(values.shape):
-                raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
-            view = view.to(self.device, torch.float32)[None, None]
-        with self._lock:
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    flow = self.network.flow(view.contiguous(memory_format=torch.channels_last)).float()
-            else:
-                flow = self.network.flow(view)
-        grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
-        return warp(image, grid.to(image.dtype))[0, 0].clamp_(low, high)  # no rounding drift out of range
 
     @torch.no_grad()
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:

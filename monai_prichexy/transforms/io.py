@@ -23,15 +23,7 @@ from monai.transforms import MapTransform
 from ..formats import ImageFile, write_image
 from .meta import RADIOGRAPH_DTYPE, RADIOGRAPH_FORMAT, RADIOGRAPH_WRITE_INFO
 
-__all__ = ["SaveRadiographd", "SaveRadiographD", "SaveRadiographDict", "deformation_method_values"]
-
-
-def deformation_method_values(mu: float, smoothing: str, weights_sha256: str | None = None,
-                              precision: str = "fp32") -> tuple[str, ...]:
-    """What the deformation was, for DICOM DeidentificationMethod and manifests (no PHI)."""
-    setup = f"mu={float(mu):g} smoothing={smoothing}" + (f" generator {precision}" if precision != "fp32" else "")
-    values = ("PriCheXy-Net pixel deformation", setup)
-    return values + ((f"weights sha256 {weights_sha256[:16]}",) if weights_sha256 else ())
+__all__ = ["SaveRadiographd", "SaveRadiographD", "SaveRadiographDict"]
 
 
 def _safe_relpath(rel) -> PurePosixPath:

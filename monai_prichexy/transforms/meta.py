@@ -15,7 +15,7 @@ from typing import Any
 
 from ..hashing import hmac_sha256
 
-__all__ = ["GEOMETRY_META_KEYS", "RADIOGRAPH_META_KEYS", "pseudonymize_name", "strip_phi_meta"]
+__all__ = ["GEOMETRY_META_KEYS", "RADIOGRAPH_META_KEYS", "deformation_method_values", "pseudonymize_name", "strip_phi_meta"]
 
 # keys that describe the geometry of the array and nothing about the person
 GEOMETRY_META_KEYS = ("affine", "original_affine", "spatial_shape", "original_channel_dim", "space")
@@ -54,3 +54,11 @@ def strip_phi_meta(meta: Mapping[str, Any] | None, key: bytes | str | None = Non
     if isinstance(name, (str, os.PathLike)) and str(name):
         clean["filename_or_obj"] = pseudonymize_name(name, key)
     return clean
+
+
+def deformation_method_values(mu: float, smoothing: str, weights_sha256: str | None = None,
+                              precision: str = "fp32") -> tuple[str, ...]:
+    """What the deformation was, for DICOM DeidentificationMethod and manifests (no PHI)."""
+    setup = f"mu={float(mu):g} smoothing={smoothing}" + (f" generator {precision}" if precision != "fp32" else "")
+    values = ("PriCheXy-Net pixel deformation", setup)
+    return values + ((f"weights sha256 {weights_sha256[:16]}",) if weights_sha256 else ())

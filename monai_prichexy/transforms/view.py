@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from ..lut import apply_view_lut
+from .functional import network_view
 from .meta import RADIOGRAPH_DTYPE, RADIOGRAPH_META_KEYS, RADIOGRAPH_VIEW_LUT
 
 __all__ = [
@@ -27,24 +27,10 @@ __all__ = [
     "NetworkViewD",
     "NetworkViewDict",
     "NetworkViewd",
-    "minmax_view",
     "network_view",
     "stored_values",
     "view_lut_of",
-    "working_dtype",
 ]
-
-
-def working_dtype(dtype) -> torch.dtype:
-    """float64 for values float32 cannot hold (64/32-bit integers, float64), else float32."""
-    wide = dtype in (torch.float64, torch.int64, torch.int32) or str(dtype) in ("torch.uint32", "torch.uint64")
-    return torch.float64 if wide else torch.float32
-
-
-def minmax_view(image: torch.Tensor) -> torch.Tensor:
-    """float32 min-max scaling of a float tensor to [0, 1] (zeros for a constant image)."""
-    low, high = image.min(), image.max()
-    return ((image - low) / (high - low)).float() if high > low else torch.zeros_like(image, dtype=torch.float32)
 
 
 def stored_values(img, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,18 +50,6 @@ def view_lut_of(img) -> np.ndarray | None:
     meta = getattr(img, "meta", None)
     lut = meta.get(RADIOGRAPH_VIEW_LUT) if isinstance(meta, Mapping) else None
     return None if lut is None else np.asarray(lut, dtype=np.float64)
-
-
-def network_view(values: NdarrayOrTensor, lut: np.ndarray | None = None) -> torch.Tensor:
-    """The float32 view in [0, 1] of ``values`` (any shape): through ``lut`` when given (values
-    between its entries are interpolated, outside clamped), else min-max scaled."""
-    if isinstance(values, MetaTensor):
-        values = values.as_tensor()
-    values = torch.as_tensor(values)
-    if lut is None:
-        return minmax_view(values.to(working_dtype(values.dtype)))  # as DeformAnonymize.deform_values
-    mapped = apply_view_lut(values.detach().cpu().numpy(), lut)
-    return torch.from_numpy(np.ascontiguousarray(mapped)).to(values.device)
 
 
 class NetworkView(Transform):
