@@ -171,3 +171,29 @@ def test_workers_give_identical_outputs(tmp_path, weights):
     b = {p.relative_to(tmp_path / "o2"): p.read_bytes() for p in output_files(tmp_path / "o2")}
     assert a == b and len(a) == 6
     assert np.all([len(v) > 0 for v in a.values()])
+
+
+def test_each_dicom_input_is_read_once_and_its_output_hash_is_the_written_files(tmp_path, weights, monkeypatch):
+    """Issue 12: one read of each DICOM input (hashed and parsed from memory); the output's
+    SHA-256 in the manifest comes from the writer's verifying read-back and is the file's."""
+    import builtins
+    import hashlib
+
+    src = small_tree(tmp_path / "in", n_dicom=3, n_png=1)
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file).startswith(os.fspath(src)):
+            opened.append(os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    summary = anonymize_tree(src, tmp_path / "out", make_anonymizer(weights), progress=False)
+    monkeypatch.undo()
+    assert summary.ok == 4
+    dicom_inputs = [p for p in opened if not p.endswith(".png")]
+    assert len(dicom_inputs) == 3 and len(set(dicom_inputs)) == 3, opened
+    for record in read_manifest(tmp_path / "out" / ".prichexy" / "manifest.jsonl"):
+        written = (tmp_path / "out" / record["output"]).read_bytes()
+        assert record["output_sha256"] == hashlib.sha256(written).hexdigest()

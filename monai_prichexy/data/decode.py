@@ -30,11 +30,13 @@ SPATIAL_SHAPE = "spatial_shape"
 ORIGINAL_CHANNEL_DIM = "original_channel_dim"
 
 
-def decode_radiograph(path: str | os.PathLike, fmt: str | None = None, allow_secondary_capture: bool = False):
+def decode_radiograph(path: str | os.PathLike, fmt: str | None = None, allow_secondary_capture: bool = False,
+                      data: bytes | None = None):
     """The decoded file: a :class:`~monai_prichexy.dicom.Radiograph` or a :class:`~monai_prichexy.formats.ImageFile`.
 
     ``fmt``: the format when the caller detected it already (:func:`~monai_prichexy.formats.detect_format`);
-    a refused file raises :class:`~monai_prichexy.dicom.UnsupportedDicomError` or
+    ``data``: a DICOM file's bytes when the caller has read them already (``path`` then names it
+    in errors only). A refused file raises :class:`~monai_prichexy.dicom.UnsupportedDicomError` or
     :class:`~monai_prichexy.formats.UnsupportedImageError`, whose message starts with the path.
     """
     path = Path(path)
@@ -44,7 +46,7 @@ def decode_radiograph(path: str | os.PathLike, fmt: str | None = None, allow_sec
     if fmt == "dicom":
         from ..dicom import read_radiograph  # pydicom only when a DICOM file is read
 
-        return read_radiograph(path, allow_secondary_capture=allow_secondary_capture)
+        return read_radiograph(path, allow_secondary_capture=allow_secondary_capture, data=data)
     if fmt is None:
         raise UnsupportedImageError(path, "not a radiograph file (DICOM, PNG, JPEG, TIFF or NIfTI)")
     return read_image(path, fmt)

@@ -41,6 +41,7 @@ not a DICOM Part 10 file is refused. The input file is only ever opened for read
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -219,12 +220,13 @@ def _is_undefined_length(elem) -> bool:
     return bool(getattr(elem, "is_undefined_length", False))
 
 
-def _read_dataset(path: Path) -> Dataset:
-    """Parse the file (see the module docstring); raises UnsupportedDicomError."""
+def _read_dataset(path: Path, data: bytes | None = None) -> Dataset:
+    """Parse the file, or its ``data`` when given (see the module docstring); raises UnsupportedDicomError."""
+    source = path if data is None else io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=False)
+            ds = pydicom.dcmread(source, force=False)
     except InvalidDicomError:
         ds = None
     except PermissionError:
@@ -242,7 +244,9 @@ def _read_dataset(path: Path) -> Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
+            if data is not None:
+                source.seek(0)
+            ds = pydicom.dcmread(source, force=True)
             if _truncated_elements(ds):
                 raise NotDicomError(path, reason + "; truncated")
             # convert every element now: garbage read with force=True shows up here
@@ -575,12 +579,15 @@ def radiograph_from_dataset(
     )
 
 
-def read_radiograph(path: str | os.PathLike, *, allow_secondary_capture: bool = False) -> Radiograph:
+def read_radiograph(path: str | os.PathLike, *, allow_secondary_capture: bool = False, data: bytes | None = None
+                    ) -> Radiograph:
     """Read and decode one single-frame grayscale projection radiograph.
 
     Args:
         path: the file (only opened for reading).
         allow_secondary_capture: accept Secondary Capture images (see :func:`check_scope`).
+        data: the file's bytes when the caller has read them already (the batch hashes and
+            parses one read of each file); ``path`` then only names the file in errors.
 
     Raises:
         NotARadiographError: not a projection radiograph (CT, MR, US, NM, PT, ..., or a
@@ -591,11 +598,12 @@ def read_radiograph(path: str | os.PathLike, *, allow_secondary_capture: bool = 
             does not match Rows x Columns, or cannot be decoded. The message names the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise _refuse(path, "file not found")
-    if path.is_dir():
-        raise _refuse(path, "is a directory, not a DICOM file")
-    if not path.is_file():  # opening a FIFO would block forever, a device may never end
-        raise _refuse(path, "not a regular file (FIFO, device or socket)")
-    ds = _read_dataset(path)
+    if data is None:
+        if not path.exists():
+            raise _refuse(path, "file not found")
+        if path.is_dir():
+            raise _refuse(path, "is a directory, not a DICOM file")
+        if not path.is_file():  # opening a FIFO would block forever, a device may never end
+            raise _refuse(path, "not a regular file (FIFO, device or socket)")
+    ds = _read_dataset(path, data)
     return radiograph_from_dataset(ds, path, allow_secondary_capture=allow_secondary_capture)

@@ -25,6 +25,8 @@ removed and nothing appears at ``out_path``. The input file is never written to.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import warnings
@@ -80,6 +82,7 @@ class WriteResult:
         sop_instance_uid: the new SOP Instance UID (also in the file meta).
         clipped: number of values clipped to the BitsStored range.
         deid: what the header de-identification did (``None`` without de-identification).
+        sha256: SHA-256 of the file's bytes, from the verifying read-back (``None`` unverified).
     """
 
     path: Path
@@ -91,6 +94,7 @@ class WriteResult:
     clipped: int = 0
     deid: DeidResult | None = None
     notes: list[str] = field(default_factory=list)
+    sha256: str | None = None
 
 
 def _encoder_available(ts: UID) -> bool:
@@ -183,17 +187,24 @@ def _set_pixels(ds: Dataset, arr: np.ndarray, ts: UID, info: dict) -> tuple[UID,
     return ts, reason
 
 
-def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> None:
-    """Read the written file back. Uncompressed: parse it and compare the Pixel Data bytes with
-    what was meant (no decode); compressed: decode it with our own reader and compare values."""
+def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> str:
+    """Read the written file back once; returns the SHA-256 of its bytes. Uncompressed: parse it
+    and compare the Pixel Data bytes with what was meant (no decode, no copy); compressed: decode
+    it with our own reader and compare values."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DicomWriteError(f"{path}: written file does not read back ({type(exc).__name__}: {exc})") from None
     if ts.is_encapsulated:  # the encoder's output must decode to exactly these values
-        check = read_radiograph(path, allow_secondary_capture=True)
+        check = read_radiograph(path, allow_secondary_capture=True, data=raw)
         dataset, same = check.dataset, check.stored.shape == arr.shape and np.array_equal(check.stored, arr)
     else:
         try:
-            dataset = pydicom.dcmread(path)
-            expected = arr.tobytes()
-            same = (int(dataset.Rows), int(dataset.Columns)) == arr.shape and bytes(dataset.PixelData[: len(expected)]) == expected
+            dataset = pydicom.dcmread(io.BytesIO(raw))
+            expected = memoryview(np.ascontiguousarray(arr)).cast("B")
+            pixels = memoryview(dataset.PixelData)
+            same = ((int(dataset.Rows), int(dataset.Columns)) == arr.shape and pixels.nbytes >= expected.nbytes
+                    and pixels[: expected.nbytes] == expected)
         except Exception as exc:  # noqa: BLE001 - whatever makes the file unreadable fails the write
             raise DicomWriteError(f"{path}: written file does not read back ({type(exc).__name__}: {exc})") from None
     meta_uid = str(dataset.file_meta.get("MediaStorageSOPInstanceUID", ""))
@@ -201,6 +212,7 @@ def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> None:
         raise DicomWriteError(f"{path}: SOP Instance UID of file meta and dataset differ after writing")
     if not same:
         raise DicomWriteError(f"{path}: pixel values read back differ from the values written")
+    return hashlib.sha256(raw).hexdigest()
 
 
 def write_dataset(
@@ -271,11 +283,12 @@ def write_dataset(
     ds.file_meta.TransferSyntaxUID = ts
 
     uid = str(ds.SOPInstanceUID)
+    digest: list[str] = []  # of the bytes verified, which are the bytes moved into place
     try:
         atomic_write(
             out_path,
             lambda handle: ds.save_as(handle, enforce_file_format=True),
-            verify=(lambda tmp: _verify(tmp, arr, uid, ts)) if verify else None,
+            verify=(lambda tmp: digest.append(_verify(tmp, arr, uid, ts))) if verify else None,
         )
     except (DicomWriteError, KeyboardInterrupt, SystemExit):
         raise
@@ -291,6 +304,7 @@ def write_dataset(
         reason=reason,
         sop_instance_uid=str(ds.SOPInstanceUID),
         clipped=clipped,
+        sha256=digest[0] if digest else None,
     )
 
 

@@ -123,6 +123,8 @@ class FileOutcome:
         notes: remarks (lossy output, re-encoded transfer syntax, grayscale conversion, ...).
         lossy: the output is lossy-compressed (JPEG) or the input already was.
         shape, dtype: of the pixel data written.
+        output_sha256: SHA-256 of the output file when the writer's verifying read-back computed
+            it (DICOM); None = not computed here.
     """
 
     status: str
@@ -132,6 +134,7 @@ class FileOutcome:
     lossy: bool = False
     shape: tuple[int, int] | None = None
     dtype: str | None = None
+    output_sha256: str | None = None
 
 
 class FileAnonymizer:
@@ -170,11 +173,15 @@ class FileAnonymizer:
     def suffix(kind: str) -> str:
         return SUFFIXES[kind]
 
-    def anonymize(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:
-        """Anonymize ``src`` (format ``kind``) into ``dst``; raises on refusal or error (naming ``src``)."""
+    def anonymize(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike, data: bytes | None = None
+                  ) -> FileOutcome:
+        """Anonymize ``src`` (format ``kind``) into ``dst``; raises on refusal or error (naming ``src``).
+
+        ``data``: the DICOM file's bytes when the caller has read them (each file is read once).
+        """
         try:
             if kind == "dicom":
-                return self.anonymize_dicom(src, dst)
+                return self.anonymize_dicom(src, dst, data=data)
             return self.anonymize_image(src, kind, dst)
         except (UnsupportedDicomError, UnsupportedImageError):
             raise  # their messages start with the file already
@@ -196,8 +203,8 @@ class FileAnonymizer:
         view = network_view(values, meta.get(RADIOGRAPH_VIEW_LUT)).numpy()
         return self.deformer.deform(values, view=view, value_range=meta[RADIOGRAPH_VALUE_RANGE])
 
-    def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike) -> FileOutcome:
-        rad = decode_radiograph(src, "dicom", allow_secondary_capture=self.allow_secondary_capture)
+    def anonymize_dicom(self, src: str | os.PathLike, dst: str | os.PathLike, data: bytes | None = None) -> FileOutcome:
+        rad = decode_radiograph(src, "dicom", allow_secondary_capture=self.allow_secondary_capture, data=data)
         warped = self.deform(rad)
         rad_view_shape = rad.shape
         rad.view = None  # free the float view before writing
@@ -210,7 +217,8 @@ class FileAnonymizer:
         if rad.lossy:
             notes.append("input pixels were lossy-compressed (LossyImageCompression = 01 kept)")
         return FileOutcome(
-            "ok", "dicom", notes=notes, lossy=rad.lossy, shape=tuple(rad_view_shape), dtype=str(warped.dtype)
+            "ok", "dicom", notes=notes, lossy=rad.lossy, shape=tuple(rad_view_shape), dtype=str(warped.dtype),
+            output_sha256=written.sha256,
         )
 
     def anonymize_image(self, src: str | os.PathLike, kind: str, dst: str | os.PathLike) -> FileOutcome:

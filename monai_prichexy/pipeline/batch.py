@@ -25,6 +25,7 @@ other files in it is refused before anything is written.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import logging
 import os
@@ -51,6 +52,9 @@ __all__ = ["BatchSummary", "anonymize_tree", "check_in_out", "count_files"]
 logger = logging.getLogger(__name__)
 
 MAX_LISTED = 1000  # failures / skips kept in memory for the final listing (all are in the manifest)
+#: DICOM files up to this size are read into memory once, hashed and parsed from there (pydicom
+#: loads the pixel data anyway); larger ones are hashed as a stream and parsed from the file
+MAX_READ_ONCE = 256 * 1024 * 1024
 
 
 @dataclass
@@ -179,11 +183,16 @@ class _Runner:
         start = time.perf_counter()
         kind = None
         try:
+            data = None
             with open(entry.path, "rb") as handle:  # the only way an input is ever opened here: read-only
                 head = handle.read(512)
-                handle.seek(0)
-                record["digest"] = self.pseudonymizer.content_digest(sha256_stream(handle))
-            kind = detect_format(entry.path, head)
+                kind = detect_format(entry.path, head)
+                if kind == "dicom" and os.fstat(handle.fileno()).st_size <= MAX_READ_ONCE:
+                    data = head + handle.read()  # one read: hashed here, parsed by the anonymizer
+                    record["digest"] = self.pseudonymizer.content_digest(hashlib.sha256(data).hexdigest())
+                else:
+                    handle.seek(0)
+                    record["digest"] = self.pseudonymizer.content_digest(sha256_stream(handle))
             record["kind"] = kind
             if kind is None:
                 return {**record, "status": "skipped", "reason": "not a supported image (not copied)"}
@@ -198,11 +207,11 @@ class _Runner:
             rel_out = self.pseudonymizer.output_relpath(entry.rel, SUFFIXES[kind])
             dst = self.out_dir / rel_out
             dst.parent.mkdir(parents=True, exist_ok=True)
-            outcome = self.anonymizer.anonymize(entry.path, kind, dst)
+            outcome = self.anonymizer.anonymize(entry.path, kind, dst, data=data)
             record.update(
                 status="ok",
                 output=rel_out.as_posix(),
-                output_sha256=sha256_file(dst),
+                output_sha256=outcome.output_sha256 or sha256_file(dst),  # the writer's read-back, when it hashed
                 notes=outcome.notes,
                 lossy=outcome.lossy,
                 shape=list(outcome.shape) if outcome.shape else None,
