@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -111,6 +112,19 @@ def _device(name: str):
     return name
 
 
+def _set_torch_threads(workers: int) -> int:
+    """Torch threads per worker thread: the cores this process may use divided among the workers
+    (each worker calls torch at the same time; more threads than cores only spin). OMP_NUM_THREADS
+    set by the operator wins. Returns the number set (or kept)."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores // max(1, int(workers))))
+    return torch.get_num_threads()
+
+
 def _build_deformer(args):
     from .pipeline import Deformer, WeightsNotFoundError, resolve_weights
     from .weights import ChecksumMismatchError, MissingSetupError, UnsafeCheckpointError
@@ -182,6 +196,7 @@ def cmd_anonymize(args) -> int:
         hint = f" ({out_dir} was made with the key of fingerprint {recorded})" if recorded else ""
         raise CliError(_missing_key_message(key_path) + hint)
     deformer, weights, expected = _build_deformer(args)  # weights problems stop us before a key is created
+    _set_torch_threads(args.workers)
     key, key_path, created = _load_key(args.key_file, out_dir, in_dir, create=args.new_key)
     anonymizer = _build_anonymizer(args, key, deformer)
     err = sys.stderr

@@ -1,4 +1,4 @@
-"""Value tables: the view of stored pixel values through a ``(2, K)`` table (numpy and torch only).
+"""Value tables: the view of stored pixel values through a ``(2, K)`` table (numpy; torch for the 8/16-bit gather).
 
 The DICOM reader's view (:func:`monai_prichexy.dicom.reader.compute_view_lut`) is such a table;
 the reader's lazy full-size view and :func:`monai_prichexy.transforms.network_view` both apply it
@@ -8,7 +8,6 @@ here, so that the MONAI Label environment (pydicom 2) can use the transforms wit
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["apply_view_lut"]
 
@@ -22,6 +21,8 @@ def apply_view_lut(stored: np.ndarray, lut: np.ndarray) -> np.ndarray:
         # 8/16-bit: a table over every value of the dtype (at most 65,536 entries; np.interp takes
         # the end points beyond the table, as below), gathered by torch with int32 indices: a
         # quarter of the time of numpy's take, which converts the indices to int64 first
+        import torch  # here: the DICOM reader imports this module and needs no torch otherwise
+
         low = int(np.iinfo(arr.dtype).min)
         dense = np.interp(np.arange(low, int(np.iinfo(arr.dtype).max) + 1, dtype=np.float64), lut[0], lut[1])
         index = torch.from_numpy(np.ascontiguousarray(arr).reshape(-1).astype(np.int32))

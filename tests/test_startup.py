@@ -50,3 +50,32 @@ def test_decode_meta_keys_are_monais():
     """The MONAI-free reader core writes the meta keys MONAI's LoadImage / EnsureChannelFirst read."""
     assert decode.SPATIAL_SHAPE == MetaKeys.SPATIAL_SHAPE
     assert decode.ORIGINAL_CHANNEL_DIM == MetaKeys.ORIGINAL_CHANNEL_DIM
+
+
+def test_torch_threads_are_shared_among_workers(monkeypatch):
+    """Each worker thread calls torch at once: the cores are divided among them (OMP_NUM_THREADS wins)."""
+    import os
+
+    import torch
+
+    from monai_prichexy.cli import _set_torch_threads
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert _set_torch_threads(2 * cores) == 1
+        assert _set_torch_threads(1) == cores
+        torch.set_num_threads(1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert _set_torch_threads(1) == 1  # the operator's setting is left alone
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_dicom_code_imports_no_torch():
+    """The DICOM reader and de-identifying writer stay light (header work, the MONAI Label app)."""
+    code = "import sys, monai_prichexy.dicom, monai_prichexy.formats; print(sorted({'torch', 'monai'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
