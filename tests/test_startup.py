@@ -52,25 +52,43 @@ def test_decode_meta_keys_are_monais():
     assert decode.ORIGINAL_CHANNEL_DIM == MetaKeys.ORIGINAL_CHANNEL_DIM
 
 
-def test_torch_threads_are_shared_among_workers(monkeypatch):
-    """Each worker thread calls torch at once: the cores are divided among them (OMP_NUM_THREADS wins)."""
-    import os
-
+def test_one_torch_thread_per_worker(monkeypatch):
+    """The batch runs files in parallel with one torch thread each (the same pixels for any
+    --workers and any machine); OMP_NUM_THREADS set by the operator wins."""
     import torch
 
-    from monai_prichexy.cli import _set_torch_threads
+    from monai_prichexy.cli import MAX_DEFAULT_WORKERS, build_parser, usable_cores, _one_torch_thread
 
     before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
+        torch.set_num_threads(2)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        assert _set_torch_threads(2 * cores) == 1
-        assert _set_torch_threads(1) == cores
-        torch.set_num_threads(1)
-        monkeypatch.setenv("OMP_NUM_THREADS", "3")
-        assert _set_torch_threads(1) == 1  # the operator's setting is left alone
+        assert _one_torch_thread() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert _one_torch_thread() == 2  # the operator's setting is left alone
     finally:
         torch.set_num_threads(before)
+    args = build_parser().parse_args(["anonymize", "in", "out"])
+    assert args.workers == min(MAX_DEFAULT_WORKERS, usable_cores())
+
+
+def test_pixels_do_not_depend_on_workers_through_the_cli(tmp_path):
+    """--workers 1 and --workers 2 write the same bytes (one torch thread each, whatever the cores)."""
+    tree = tmp_path / "in"
+    for i in range(2):  # the shipped generator at this size: several threads moved some pixels by one level
+        write_dicom(tree / f"IM{i}", 1000, 1200, seed=i)
+    key = tmp_path / "k.key"
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        cmd = [sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(tree), str(out),
+               "--key-file", str(key), "--no-progress", "--workers", str(workers)] + (["--new-key"] if workers == 1 else [])
+        env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_NUM_THREADS"}
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.dcm"))})
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 2
 
 
 def test_dicom_code_imports_no_torch():

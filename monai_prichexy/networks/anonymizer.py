@@ -196,11 +196,25 @@ class PriCheXyNet(nn.Module):
         size = _parse_size(value)
         self.working_size_value.copy_(torch.tensor(size or (0, 0), dtype=torch.int64))
 
-    def flow(self, view: torch.Tensor) -> torch.Tensor:
-        """The generator's flow field at the working size for a (B, 1, H, W) view in [0, 1]."""
+    def flow(self, view: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The generator's flow field at the working size for a (B, 1, H, W) view in [0, 1].
+
+        ``autocast_dtype`` (e.g. ``torch.bfloat16``): the U-Net's body runs under autocast in
+        channels-last layout, its 1 x 1 head and tanh in float32 on the float32 features: rounding
+        the flow itself to bfloat16 (8 bits of mantissa) was most of the error (about 15x less
+        with the head in float32; ``scripts/bench_speed.py transform``). The flow is float32.
+        """
         if self.working_size is not None and tuple(view.shape[-2:]) != self.working_size:
             view = F.interpolate(view, size=self.working_size, mode="bilinear", align_corners=False, antialias=True)
-        return self.generator(view)
+        if autocast_dtype is None:
+            return self.generator(view)
+        generator = self.generator
+        with torch.autocast(view.device.type, dtype=autocast_dtype):
+            view = view.contiguous(memory_format=torch.channels_last)
+            if not hasattr(generator, "features"):  # another generator: all of it under autocast
+                return generator(view).float()
+            features = generator.features(view)
+        return generator.activation(generator.head(features.float()))
 
     def grid_from_flow(self, flow: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
         """The sampling grid of a flow field with this network's mu, smoothing and displacement budget."""

@@ -64,6 +64,10 @@ class UNet2D(nn.Module):
         self.activation = ACTIVATIONS[final_activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.head(self.features(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder's features, before the 1 x 1 head and the final activation."""
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"UNet2D needs a spatial size divisible by 16, got {tuple(x.shape[-2:])}")
         skips = []
@@ -74,4 +78,4 @@ class UNet2D(nn.Module):
         x = self.bottleneck(x)
         for upconv, decoder, skip in zip(self.upconvs, self.decoders, reversed(skips)):
             x = decoder(torch.cat((upconv(x), skip), dim=1))
-        return self.activation(self.head(x))
+        return x

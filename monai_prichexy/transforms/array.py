@@ -71,10 +71,11 @@ class DeformAnonymize(PriCheXyDeformation, Transform):
         expected_sha256: checked before a checkpoint file is loaded.
         strip_meta: drop PHI-carrying meta keys and earlier operations from MetaTensors.
         name_key: key for the file-name pseudonym (random per process when None).
-        precision: ``"fp32"`` (default: exact, the reference) or ``"bf16"``: the generator runs
-            under bfloat16 autocast in channels-last layout (several times faster where the
-            processor has bf16 units, e.g. AMX; the flow is slightly perturbed -- ``scripts/bench_speed.py
-            transform`` measures the largest difference in grey levels); the warp stays fp32.
+        precision: ``"fp32"`` (default: exact, the reference) or ``"bf16"``: the generator's
+            U-Net body runs under bfloat16 autocast in channels-last layout, its 1 x 1 head, tanh
+            and the warp in fp32 (several times faster where the processor has bf16 units, e.g.
+            AMX; the flow is slightly perturbed -- ``scripts/bench_speed.py transform`` measures
+            the largest difference in grey levels).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]

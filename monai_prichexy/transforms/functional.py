@@ -165,11 +165,7 @@ class PriCheXyDeformation:
                 raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
             view = view.to(self.device, torch.float32)[None, None]
         with self._lock:
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    flow = self.network.flow(view.contiguous(memory_format=torch.channels_last)).float()
-            else:
-                flow = self.network.flow(view)
+            flow = self.network.flow(view, autocast_dtype=torch.bfloat16 if self.precision == "bf16" else None)
         grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
         return warp(image, grid.to(image.dtype))[0, 0].clamp_(low, high)  # no rounding drift out of range
 
