@@ -23,7 +23,8 @@ from tests.extras import require_extra
 
 pytestmark = pytest.mark.extra("dask")  # in the dask CI step (PRICHEXY_REQUIRE_EXTRAS=dask) a skip fails
 distributed = require_extra(
-    "dask", "distributed", reason="Dask distributed not installed (optional extra: pip install -e '.[dask]', see docs/distributed.md)"
+    "dask", "distributed",
+    reason="Dask distributed not installed (optional extra: pip install -e '.[dask]', see docs/distributed.md)",
 )
 
 import dask  # noqa: E402
@@ -36,7 +37,8 @@ from monai_prichexy.pipeline.manifest import read_manifest  # noqa: E402
 from tests.dicom_fixtures import PATIENT_FAMILY, PATIENT_GIVEN, phi_needles  # noqa: E402
 from tests.leak_scan import scan  # noqa: E402
 from tests.test_cli import PHI_TEXT, phi_tree  # noqa: E402
-from tests.test_pipeline_support import output_files, png_array, tiny_weights, tree_digests, write_dicom, write_png  # noqa: E402
+from tests.test_pipeline_support import (output_files, png_array, tiny_weights, tree_digests,  # noqa: E402
+                                         write_dicom, write_png)
 
 PHI_DIR = f"{PATIENT_FAMILY}_{PATIENT_GIVEN}_0042"
 
@@ -103,6 +105,8 @@ def counts(summary) -> tuple:
 
 
 def test_same_outputs_and_manifest_as_the_thread_pool(tmp_path, weights, key_file, client):
+    """Byte-identical at the same torch thread count: one here (conftest) and in Dask's workers
+    (OMP_NUM_THREADS=1); see docs/distributed.md, "Same pixels"."""
     src = tree(tmp_path / "in")
     before = tree_digests(src)
     anonymizer, spec = driver(weights, key_file)

@@ -142,8 +142,9 @@ class AnonymizerSpec:
             mu=mu, smoothing=smoothing, working_size=working_size, precision=deformer.precision, dates=deid.dates,
             allow_burned_in=bool(deid.allow_burned_in), allow_secondary_capture=bool(anonymizer.allow_secondary_capture),
             jpeg_quality=int(anonymizer.jpeg_quality), method_info=deid.method_info,
-            retain_patient_characteristics=bool(deid.retain_patient_characteristics), max_shift_days=int(deid.max_shift_days),
-            profile_table=deid.profile_table, settings=anonymizer_settings(anonymizer),
+            retain_patient_characteristics=bool(deid.retain_patient_characteristics),
+            max_shift_days=int(deid.max_shift_days), profile_table=deid.profile_table,
+            settings=anonymizer_settings(anonymizer),
         )
 
     def build(self) -> FileAnonymizer:
@@ -177,9 +178,10 @@ class AnonymizerSpec:
             raise WorkerSetupError(f"this worker cannot load the generator weights ({type(err).__name__}): every worker "
                                    f"needs the driver's weights (SHA-256 {self.weights_sha256[:16]}...) at the same "
                                    "path (see the worker's log)") from None
+        table = {"profile_table": self.profile_table} if self.profile_table else {}  # "": DeidConfig's default
         deid = DeidConfig(key=key, dates=self.dates, method_info=self.method_info, allow_burned_in=self.allow_burned_in,
                           retain_patient_characteristics=self.retain_patient_characteristics,
-                          max_shift_days=self.max_shift_days, **({"profile_table": self.profile_table} if self.profile_table else {}))
+                          max_shift_days=self.max_shift_days, **table)
         anonymizer = FileAnonymizer(deformer, deid, jpeg_quality=self.jpeg_quality,
                                     allow_secondary_capture=self.allow_secondary_capture)
         if self.settings and anonymizer_settings(anonymizer) != self.settings:
