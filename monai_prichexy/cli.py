@@ -6,7 +6,8 @@ Subcommands:
   into OUT (resumable; see :mod:`monai_prichexy.pipeline.batch`). It needs a key: made
   beforehand with ``keygen`` or, with ``--new-key``, now; a missing key is never created
   silently. OUT must be new, empty or a previous run of the same job (same key, input and
-  settings);
+  settings). ``--dask-scheduler`` / ``--dask-local`` anonymize the files on a Dask cluster
+  (optional extra ``dask``, :mod:`monai_prichexy.pipeline.distributed`);
 * ``report ORIGINALS ANONYMIZED``: privacy/utility report of a finished batch;
 * ``audit ORIGINALS ANONYMIZED``: re-identification audit of a release, beside the unaltered
   images and a random warp of the same displacement (:mod:`monai_prichexy.pipeline.audit`);
@@ -38,9 +39,9 @@ from pathlib import Path, PurePosixPath
 
 from . import __version__
 from .logsafe import capture_warnings, install as install_phi_filter, install_excepthook
-from .options import (KEY_SUFFIX, add_benchmark_arguments, add_dates_argument, add_deformation_arguments,
-                      add_device_argument, add_key_file_argument, add_progress_argument, add_weights_arguments,
-                      bad_number)
+from .options import (KEY_SUFFIX, add_benchmark_arguments, add_dask_arguments, add_dates_argument,
+                      add_deformation_arguments, add_device_argument, add_key_file_argument, add_progress_argument,
+                      add_weights_arguments, bad_number)
 from .pipeline.walk import is_inside
 
 __all__ = ["main", "build_parser", "default_key_path"]
@@ -185,6 +186,41 @@ def _print_listing(title: str, items, count: int, stream, pseudonym) -> None:
         print(f"  ... and {count - len(items)} more (see the manifest)", file=stream)
 
 
+def _check_dask(args) -> bool:
+    """Whether ``anonymize`` runs on a Dask cluster; refuses a GPU device there and a missing extra."""
+    if args.dask_scheduler is None and args.dask_local is None:
+        return False
+    if args.device not in ("auto", "cpu"):
+        raise CliError(f"--device {args.device}: with --dask-scheduler / --dask-local the workers run the generator on "
+                       "their CPUs; leave --device out (or give cpu)")
+    from .pipeline.distributed import MissingExtraError, import_distributed
+
+    try:
+        import_distributed()
+    except MissingExtraError as err:
+        raise CliError(str(err)) from None
+    args.device = "cpu"  # the driver only records the settings; the workers anonymize, on their CPUs
+    return True
+
+
+def _anonymize_on_dask(args, in_dir: Path, out_dir: Path, anonymizer, key_path: Path, weights: Path, progress: bool):
+    """``anonymize_tree`` with the files anonymized on the Dask cluster of ``--dask-scheduler`` / ``--dask-local``."""
+    from .pipeline.distributed import AnonymizerSpec, ClusterError, anonymize_tree_on, dask_executor
+
+    spec = AnonymizerSpec.of(anonymizer, key_path, None if args.weights is None else weights, mu=args.mu,
+                             smoothing=args.smoothing, working_size=args.working_size)
+    try:
+        with dask_executor(args.dask_scheduler, args.dask_local) as (executor, threads):
+            if not args.quiet:
+                where = args.dask_scheduler or f"local cluster of {args.dask_local} processes"
+                print(f"dask: {threads} worker threads ({where}); at most {2 * max(threads, args.workers)} files in flight",
+                      file=sys.stderr)
+            return anonymize_tree_on(in_dir, out_dir, anonymizer, spec, executor, max(threads, args.workers),
+                                     progress=progress)
+    except ClusterError as err:
+        raise CliError(str(err)) from None
+
+
 def cmd_anonymize(args) -> int:
     from .pipeline import (ManifestError, Pseudonymizer, anonymize_tree, check_in_out, check_output_folder,
                            measured_statement)
@@ -194,6 +230,7 @@ def cmd_anonymize(args) -> int:
         previous = check_output_folder(out_dir)  # refuses an OUT with unrelated files, before anything is written
     except (ValueError, ManifestError) as err:
         raise CliError(str(err)) from None
+    on_dask = _check_dask(args)
     key_path = _key_path(args.key_file, out_dir, in_dir)
     recorded = (previous or {}).get("key_fingerprint")
     if args.new_key and key_path.exists():
@@ -221,10 +258,12 @@ def cmd_anonymize(args) -> int:
         state = "created" if created else "loaded"
         print(f"key: {key_path} ({state}, fingerprint {key.fingerprint}); keep it secret, never publish it,"
               " and reuse it to resume or to keep pseudonyms consistent across batches", file=err)
+    progress = not args.no_progress and not args.quiet
     try:
-        summary = anonymize_tree(
-            in_dir, out_dir, anonymizer, workers=args.workers, progress=not args.no_progress and not args.quiet
-        )
+        if on_dask:
+            summary = _anonymize_on_dask(args, in_dir, out_dir, anonymizer, key_path, weights, progress)
+        else:
+            summary = anonymize_tree(in_dir, out_dir, anonymizer, workers=args.workers, progress=progress)
     except ManifestError as error:
         raise CliError(str(error)) from None
     except ValueError as error:
@@ -414,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "run; refused when that file exists or OUT already holds a run (resume it with its key)")
     p.add_argument("--workers", type=int, default=min(MAX_DEFAULT_WORKERS, usable_cores()),
                    help=f"files processed in parallel (threads, each with one torch thread), >= 1 (default: the usable "
-                   f"cores, at most {MAX_DEFAULT_WORKERS})")
+                   f"cores, at most {MAX_DEFAULT_WORKERS}); with Dask, at most 2 x max(N, the cluster's worker threads) "
+                   "files are in flight")
+    add_dask_arguments(p)
     add_dates_argument(p)
     p.add_argument("--allow-burned-in", action="store_true", help="process DICOM with BurnedInAnnotation=YES (the text stays!)")
     p.add_argument(

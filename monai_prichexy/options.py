@@ -24,6 +24,7 @@ __all__ = [
     "add_dates_argument",
     "add_device_argument",
     "add_progress_argument",
+    "add_dask_arguments",
     "add_benchmark_arguments",
     "bad_number",
 ]
@@ -77,9 +78,23 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dask-scheduler ADDRESS`` or ``--dask-local N``: anonymize the files on a Dask cluster
+    (optional extra ``dask``; docs/distributed.md)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dask-scheduler", metavar="ADDRESS", default=None,
+                       help="anonymize the files on the workers of this running Dask scheduler, e.g. tcp://host:8786 "
+                       "(extra `dask`; IN, OUT and the key file at the same paths on every worker; the generator runs on "
+                       "the workers' CPUs; see docs/distributed.md)")
+    group.add_argument("--dask-local", metavar="N", type=int, default=None,
+                       help="start a local Dask cluster of N single-threaded worker processes on this machine and "
+                       "anonymize the files there (extra `dask`)")
+
+
 #: (dest, valid, message): the range of every numeric option (argparse checks only the type)
 NUMBER_RULES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("workers", lambda v: v >= 1, "--workers must be >= 1"),
+    ("dask_local", lambda v: v >= 1, "--dask-local must be >= 1"),
     ("jpeg_quality", lambda v: 1 <= v <= 100, "--jpeg-quality must be in 1..100"),
     ("mu", lambda v: 0 <= v <= 1, "--mu must be in [0, 1]"),
     ("working_size", lambda v: v >= 16 and v % 16 == 0, "--working-size must be a positive multiple of 16"),

@@ -46,6 +46,9 @@ def test_argument_errors_exit_2_without_importing_torch_or_monai(tmp_path):
         "unknown command": ["anonymise", str(in_dir), out],
         "workers 0": ["anonymize", str(in_dir), out, "--workers", "0"],
         "workers not a number": ["anonymize", str(in_dir), out, "--workers", "two"],
+        "dask local 0": ["anonymize", str(in_dir), out, "--dask-local", "0"],
+        "dask scheduler and local": ["anonymize", str(in_dir), out, "--dask-local", "2", "--dask-scheduler", "tcp://h:8786"],
+        "dask on cuda": ["anonymize", str(in_dir), out, "--dask-local", "2", "--device", "cuda"],
         "jpeg quality 0": ["anonymize", str(in_dir), out, "--jpeg-quality", "0"],
         "mu > 1": ["anonymize", str(in_dir), out, "--mu", "2"],
         "mu nan": ["anonymize", str(in_dir), out, "--mu", "nan"],
@@ -66,6 +69,9 @@ def test_argument_errors_exit_2_without_importing_torch_or_monai(tmp_path):
     assert "inside the input folder" in results["OUT inside IN"]["stderr"]
     assert "--workers must be >= 1" in results["workers 0"]["stderr"]
     assert "--mu must be in [0, 1]" in results["mu nan"]["stderr"]
+    assert "--dask-local must be >= 1" in results["dask local 0"]["stderr"]
+    assert "not allowed with argument" in results["dask scheduler and local"]["stderr"]
+    assert "workers run the generator on their CPUs" in results["dask on cuda"]["stderr"]
     assert not (tmp_path / "out").exists() and not (tmp_path / "demo").exists()
 
 
@@ -85,3 +91,26 @@ def test_the_probe_would_see_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)["bad weights"]
     assert result["status"] == 2 and "torch" in result["heavy"], result
+
+
+def test_dask_options_without_the_extra_say_how_to_install_it(tmp_path, monkeypatch, capsys):
+    """``--dask-local`` / ``--dask-scheduler`` where ``distributed`` is not installed (simulated, so that
+    this runs in the main suite whether or not the extra is there): exit 2 naming the extra, before
+    a key is created or OUT is touched."""
+    import pytest
+
+    from monai_prichexy.cli import main
+    from monai_prichexy.pipeline.distributed import INSTALL_HINT, MissingExtraError, import_distributed
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'monai-prichexy\[dask\]'"):
+        import_distributed()
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    (in_dir / "a.png").write_bytes(b"not read")
+    for option in (["--dask-local", "2"], ["--dask-scheduler", "tcp://127.0.0.1:8786"]):
+        status = main(["anonymize", str(in_dir), str(tmp_path / "out"), "--new-key", "--key-file", str(tmp_path / "k.key"),
+                       *option])
+        err = capsys.readouterr().err
+        assert status == 2 and f"monai-prichexy: error: running on a Dask cluster needs `distributed`: {INSTALL_HINT}" in err
+    assert not (tmp_path / "k.key").exists() and not (tmp_path / "out").exists()

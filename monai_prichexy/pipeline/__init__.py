@@ -8,6 +8,7 @@ One concept per module:
 * :mod:`.anonymizer`: one input file -> one anonymized output (DICOM and the other formats);
 * :mod:`.manifest`: the append-only, crash-safe manifest that makes a run resumable;
 * :mod:`.batch`: the walker + resume + worker pool + progress bar;
+* :mod:`.distributed`: the same batch with the files anonymized on a Dask cluster (optional extra ``dask``);
 * :mod:`.datalist`: the same walk and keyed names as a MONAI datalist (the bundle's ``inference.json``);
 * :mod:`.report`: privacy/utility report comparing originals with anonymized copies.
 

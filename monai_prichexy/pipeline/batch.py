@@ -5,6 +5,8 @@ pseudonyms for every folder and file name (:mod:`.naming`), and anonymizes each 
 (:class:`~.anonymizer.FileAnonymizer`) in a thread pool: decoding, warping and encoding
 overlap across ``workers`` threads while the network runs one image at a time. At most
 ``2 * workers`` files are in flight, so memory does not grow with the number of files.
+(Or in another executor, e.g. on a Dask cluster: :mod:`.distributed`; the manifest is still
+written here only.)
 
 Crash safety (see :mod:`.manifest`): outputs are written atomically, the manifest line is
 appended and fsync'ed afterwards by the main thread. On start, temp files that a killed run
@@ -240,6 +242,8 @@ def anonymize_tree(
     workers: int = 1,
     progress: bool = True,
     on_record: Callable[[dict[str, Any], str], None] | None = None,
+    executor: cf.Executor | None = None,
+    process: Callable[[Path, Path, WalkEntry, str, ManifestEntry | None], dict[str, Any] | None] | None = None,
 ) -> BatchSummary:
     """Anonymize every file under ``in_dir`` into ``out_dir`` (resumable; see the module docstring).
 
@@ -249,10 +253,17 @@ def anonymize_tree(
         anonymizer: the per-file anonymizer; its de-identification key names the outputs.
         settings: extra run settings recorded in ``run.json`` (the key fingerprint, mu,
             smoothing, working size, weights SHA-256 and dates option are added here).
-        workers: threads that decode / warp / encode in parallel (the network is serialised).
+        workers: threads that decode / warp / encode in parallel (the network is serialised);
+            with ``executor``, the threads it runs on (at most ``2 * workers`` files in flight).
         progress: show a progress bar (rate and ETA) on stderr.
         on_record: called in the main thread with each new manifest record and the input's
             path relative to ``in_dir`` (for logging to the operator's console).
+        executor: runs the files instead of a thread pool of ``workers`` threads (e.g. a Dask
+            cluster's, :mod:`.distributed`); the caller owns it (it is not shut down here).
+            A task that raises instead of returning a record (a worker died) fails its file.
+        process: called in the executor as ``process(IN, OUT, entry, fid, previous)`` instead
+            of this process's anonymizer (:meth:`_Runner.process`), e.g. a picklable function
+            that anonymizes the file in another process; returns the manifest record or None.
 
     Raises:
         ValueError: bad IN / OUT; ManifestError: OUT holds other files, is locked, or was
@@ -288,13 +299,19 @@ def anonymize_tree(
         summary.stale_temp_removed = remove_stale_temp_files(dst)
         index = manifest.index() if summary.resumed else {}
         runner = _Runner(anonymizer, pseudonymizer, src, dst)
+        task = (runner.process,) if process is None else (process, src, dst)
         total = count_files(src, exclude=(dst,))
         bar = _progress_bar(total, progress)
         in_flight: dict[cf.Future, WalkEntry] = {}
 
         def finish(future: cf.Future) -> None:
             entry = in_flight.pop(future)
-            record = future.result()
+            try:
+                record = future.result()
+            except Exception as err:  # only an external executor's task raises (its worker died, ...)
+                record = {"id": pseudonymizer.file_id(entry.rel), "digest": None, "kind": None, "output": None,
+                          "status": "failed", "reason": f"not anonymized: the executor lost its task "
+                          f"({type(err).__name__}, e.g. its worker died); rerun to retry"}
             summary.total += 1
             bar.update(1)
             if record is None:
@@ -310,7 +327,7 @@ def anonymize_tree(
             if summary.n_failed:
                 bar.set_postfix(failed=summary.n_failed, refresh=False)
 
-        pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prichexy")
+        pool = executor if executor is not None else cf.ThreadPoolExecutor(workers, thread_name_prefix="prichexy")
         try:
             for entry in walk_files(src, exclude=(dst,)):
                 if entry.kind == "ignored":
@@ -320,7 +337,7 @@ def anonymize_tree(
                     summary.add("skipped", entry.rel.as_posix() or ".", entry.reason)
                     continue
                 fid = pseudonymizer.file_id(entry.rel)
-                in_flight[pool.submit(runner.process, entry, fid, index.get(fid))] = entry
+                in_flight[pool.submit(*task, entry, fid, index.get(fid))] = entry
                 while len(in_flight) >= 2 * workers:
                     done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
                     for future in done:
@@ -337,7 +354,11 @@ def anonymize_tree(
             for future in cf.as_completed(list(in_flight)):  # let running files finish and record them
                 finish(future)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if executor is None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:  # not ours to shut down; its files not recorded yet are redone on resume
+                for future in list(in_flight):
+                    future.cancel()
             bar.close()
             _remove_empty_folders(dst)
             summary.elapsed = time.perf_counter() - start
