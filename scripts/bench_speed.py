@@ -179,6 +179,12 @@ def _measure(cmd: list[str], code: Path = REPO) -> dict:
             "written": int(done.group(2)) if done else None, "max_rss_mib": result["max_rss_kib"] / 1024.0}
 
 
+def _commit(checkout) -> str:
+    """The short commit of a checkout (its folder name when it is not a git checkout)."""
+    out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or Path(checkout).name
+
+
 def cmd_pipeline(args) -> int:
     from monai_prichexy.dicom import create_key
 
@@ -200,7 +206,8 @@ def cmd_pipeline(args) -> int:
             "header-only (project reader + de-identifying writer)": [sys.executable, script, "_header_only",
                                                                      str(inputs), "{out}", str(key)],
         }
-        trees = {"": REPO, **({" (baseline)": Path(args.baseline).resolve()} if args.baseline else {})}
+        baselines = {checkout: _commit(checkout) for checkout in args.baseline or ()}
+        trees = {"": REPO, **{f" (baseline {commit})": Path(checkout).resolve() for checkout, commit in baselines.items()}}
         for name, path in weights.items():
             for workers in args.workers:
                 for label in trees:
@@ -212,7 +219,7 @@ def cmd_pipeline(args) -> int:
             for name, cmd in jobs.items():
                 out = work / "out"
                 shutil.rmtree(out, ignore_errors=True)
-                tree = trees[" (baseline)"] if name.endswith(" (baseline)") else REPO
+                tree = next((path for label, path in trees.items() if label and name.endswith(label)), REPO)
                 result = _measure([c.replace("{out}", str(out)) for c in cmd], tree)
                 runs[name].append(result)
                 print(f"[{repeat + 1}/{args.repeats}] {name}: {args.n / result['wall_s']:.2f} files/s, "
@@ -239,8 +246,7 @@ def cmd_pipeline(args) -> int:
             "benchmark": "pipeline", **machine(), "device": args.device, "repeats": args.repeats,
             "image": f"{args.rows}x{args.cols} 12-bit CR DICOM, uncompressed", "files": args.n,
             "generators": {name: str(p.name) for name, p in weights.items()}, "rows": rows,
-            "baseline": (subprocess.run(["git", "-C", args.baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                        text=True).stdout.strip() or args.baseline) if args.baseline else None,
+            "baselines": list(baselines.values()), "commit": _commit(REPO),
             "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:]),
         })
     finally:
@@ -395,8 +401,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--workdir", help="keep inputs here between runs (default: a temp folder, removed)")
     p.add_argument("--keep", action="store_true")
-    p.add_argument("--baseline", metavar="CHECKOUT",
-                   help="also run the CLI of another checkout (e.g. a git worktree of the commit before a change), "
+    p.add_argument("--baseline", metavar="CHECKOUT", nargs="+",
+                   help="also run the CLI of other checkouts (e.g. git worktrees of the commits before changes), "
                    "interleaved with this one's, for before / after figures from the same run")
     p.add_argument("--json")
     p.set_defaults(func=cmd_pipeline)
