@@ -82,7 +82,7 @@ class WriteResult:
         sop_instance_uid: the new SOP Instance UID (also in the file meta).
         clipped: number of values clipped to the BitsStored range.
         deid: what the header de-identification did (``None`` without de-identification).
-        sha256: SHA-256 of the file's bytes, from the verifying read-back (``None`` unverified).
+        sha256: SHA-256 of the file's bytes, from the verifying read-back (``None`` unless asked for).
     """
 
     path: Path
@@ -187,9 +187,9 @@ def _set_pixels(ds: Dataset, arr: np.ndarray, ts: UID, info: dict) -> tuple[UID,
     return ts, reason
 
 
-def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> str:
-    """Read the written file back once; returns the SHA-256 of its bytes. Uncompressed: parse it
-    and compare the Pixel Data bytes with what was meant (no decode, no copy); compressed: decode
+def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID, sha256: bool = False) -> str | None:
+    """Read the written file back once; returns the SHA-256 of its bytes (``sha256``). Uncompressed: parse it
+    and compare the Pixel Data bytes with what was meant (no decode, no copy: numpy views); compressed: decode
     it with our own reader and compare values."""
     try:
         raw = path.read_bytes()
@@ -201,10 +201,10 @@ def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> str:
     else:
         try:
             dataset = pydicom.dcmread(io.BytesIO(raw))
-            expected = memoryview(np.ascontiguousarray(arr)).cast("B")
-            pixels = memoryview(dataset.PixelData)
-            same = ((int(dataset.Rows), int(dataset.Columns)) == arr.shape and pixels.nbytes >= expected.nbytes
-                    and pixels[: expected.nbytes] == expected)
+            expected = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)  # (memoryview == compares bytewise in Python)
+            pixels = dataset.PixelData
+            same = ((int(dataset.Rows), int(dataset.Columns)) == arr.shape and len(pixels) >= expected.size
+                    and np.array_equal(np.frombuffer(pixels, dtype=np.uint8, count=expected.size), expected))
         except Exception as exc:  # noqa: BLE001 - whatever makes the file unreadable fails the write
             raise DicomWriteError(f"{path}: written file does not read back ({type(exc).__name__}: {exc})") from None
     meta_uid = str(dataset.file_meta.get("MediaStorageSOPInstanceUID", ""))
@@ -212,7 +212,7 @@ def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID) -> str:
         raise DicomWriteError(f"{path}: SOP Instance UID of file meta and dataset differ after writing")
     if not same:
         raise DicomWriteError(f"{path}: pixel values read back differ from the values written")
-    return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(raw).hexdigest() if sha256 else None
 
 
 def write_dataset(
@@ -228,10 +228,12 @@ def write_dataset(
     lossy_source: bool = False,
     protect: tuple[str | os.PathLike, ...] = (),
     verify: bool = True,
+    sha256: bool = False,
 ) -> WriteResult:
     """Write an already de-identified dataset ``ds`` (modified in place) with ``stored`` pixels.
 
-    ``protect``: paths that must never be written (the inputs). Raises ``ValueError`` for bad
+    ``protect``: paths that must never be written (the inputs); ``sha256``: also hash the bytes
+    the verification reads back (:attr:`WriteResult.sha256`; needs ``verify``). Raises ``ValueError`` for bad
     arguments and :class:`DicomWriteError` when writing or verification fails.
     """
     out_path = Path(out_path)
@@ -288,7 +290,7 @@ def write_dataset(
         atomic_write(
             out_path,
             lambda handle: ds.save_as(handle, enforce_file_format=True),
-            verify=(lambda tmp: digest.append(_verify(tmp, arr, uid, ts))) if verify else None,
+            verify=(lambda tmp: digest.append(_verify(tmp, arr, uid, ts, sha256))) if verify else None,
         )
     except (DicomWriteError, KeyboardInterrupt, SystemExit):
         raise
@@ -315,6 +317,7 @@ def write_radiograph(
     *,
     deid: DeidConfig | None,
     verify: bool = True,
+    sha256: bool = False,
 ) -> WriteResult:
     """De-identify ``rad.dataset`` (unless ``deid is None``) and write it with ``stored`` pixels.
 
@@ -345,6 +348,7 @@ def write_radiograph(
         lossy_source=rad.lossy,
         protect=(rad.path,) if rad.path is not None else (),
         verify=verify,
+        sha256=sha256,
     )
     written.deid = result
     return written

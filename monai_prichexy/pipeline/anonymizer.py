@@ -8,7 +8,7 @@ other formats: min-max), and the pixels are deformed by :class:`Deformer`, a thi
 :meth:`~monai_prichexy.transforms.functional.PriCheXyDeformation.deform_values`, the method
 ``DeformAnonymize.__call__`` runs: the same reader, view and transform as the bundle's
 ``inference.json`` and the README's ``Compose`` chain, hence the same pixels, without importing
-MONAI (seconds of start-up per run). Only the network call is serialised by a lock; decoding,
+MONAI (seconds of start-up per run). Decoding, the generator (on a GPU serialised by a lock),
 warping at native size and encoding run in parallel threads.
 
 DICOM (:meth:`FileAnonymizer.anonymize_dicom`): the flow is computed at the working resolution
@@ -208,7 +208,7 @@ class FileAnonymizer:
         warped = self.deform(rad)
         rad_view_shape = rad.shape
         rad.view = None  # free the float view before writing
-        written = write_radiograph(rad, warped, dst, deid=self.deid)
+        written = write_radiograph(rad, warped, dst, deid=self.deid, sha256=True)  # the manifest's output hash
         notes = list(rad.notes)
         if written.reencoded and written.reason:
             notes.append(f"transfer syntax {written.source_transfer_syntax} -> {written.transfer_syntax}: {written.reason}")

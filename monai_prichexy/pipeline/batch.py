@@ -3,7 +3,7 @@
 :func:`anonymize_tree` walks IN lazily (:mod:`.walk`), mirrors it under OUT with keyed
 pseudonyms for every folder and file name (:mod:`.naming`), and anonymizes each file
 (:class:`~.anonymizer.FileAnonymizer`) in a thread pool: decoding, warping and encoding
-overlap across ``workers`` threads while the network runs one image at a time. At most
+overlap across ``workers`` threads (the CLI gives each one torch thread). At most
 ``2 * workers`` files are in flight, so memory does not grow with the number of files.
 (Or in another executor, e.g. on a Dask cluster: :mod:`.distributed`; the manifest is still
 written here only.)
@@ -253,7 +253,7 @@ def anonymize_tree(
         anonymizer: the per-file anonymizer; its de-identification key names the outputs.
         settings: extra run settings recorded in ``run.json`` (the key fingerprint, mu,
             smoothing, working size, weights SHA-256 and dates option are added here).
-        workers: threads that decode / warp / encode in parallel (the network is serialised);
+        workers: threads that decode / deform / encode files in parallel;
             with ``executor``, the threads it runs on (at most ``2 * workers`` files in flight).
         progress: show a progress bar (rate and ETA) on stderr.
         on_record: called in the main thread with each new manifest record and the input's

@@ -78,7 +78,9 @@ class PriCheXyDeformation:
     The base of :class:`~monai_prichexy.transforms.DeformAnonymize` (see there for the arguments
     ``generator``, ``mu``, ``smoothing``, ``working_size``, ``device``, ``expected_sha256`` and
     ``precision``): it holds the generator on its device and deforms one ``(H, W)`` array at a
-    time with :meth:`deform_values`; only the generator call is serialised, so threads share it.
+    time with :meth:`deform_values`; threads share it (on the CPU they run the generator at the
+    same time: an eval-mode forward without gradients changes no state; on a GPU the generator
+    calls are serialised, so that several images' activations are not held at once).
     """
 
     PRECISIONS = ("fp32", "bf16")
@@ -154,7 +156,7 @@ class PriCheXyDeformation:
 
         ``view`` is what the generator sees, in [0, 1] and of the same shape (for DICOM: the
         values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
-        the generator call is serialised, so threads can share one transform.
+        threads can share one transform (see the class docstring).
         """
         image = values.to(self.device, working_dtype(values.dtype))[None, None]
         low, high = (float(v) for v in torch.aminmax(image))  # Python floats: exact, and a scalar clamp is faster
@@ -164,8 +166,12 @@ class PriCheXyDeformation:
             if tuple(view.shape) != tuple(values.shape):
                 raise ValueError(f"view {tuple(view.shape)} and values {tuple(values.shape)} differ in shape")
             view = view.to(self.device, torch.float32)[None, None]
-        with self._lock:
-            flow = self.network.flow(view, autocast_dtype=torch.bfloat16 if self.precision == "bf16" else None)
+        autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        if self.device.type == "cpu":  # concurrent forwards: each worker thread's own core
+            flow = self.network.flow(view, autocast_dtype=autocast_dtype)
+        else:
+            with self._lock:
+                flow = self.network.flow(view, autocast_dtype=autocast_dtype)
         grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
         return warp(image, grid.to(image.dtype))[0, 0].clamp_(low, high)  # no rounding drift out of range
 
