@@ -9,6 +9,8 @@ Each prints a table and writes JSON (``--json``); they report figures and assert
     # DeformAnonymize at 256 x 256 (batch 1 and 8) and on a native 2,000 x 2,500 image, beside a plain
     # eager fp32 reference of the same generator and operator; the largest difference in grey levels
     python scripts/bench_speed.py transform --json docs/results/speed/transform.json
+    # milliseconds per file of each step of the batch's DICOM path (one thread, shipped generator)
+    python scripts/bench_speed.py stages --json docs/results/speed/stages.json
     # seconds per adversarial step (generator, classifier, verifier updates) at the profiles' sizes
     python scripts/bench_speed.py training --profiles cpu kermany_cpu paper --json docs/results/speed/training.json
 
@@ -332,6 +334,84 @@ def cmd_transform(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- stages
+
+
+def cmd_stages(args) -> int:
+    """Milliseconds per file of each step of the batch's DICOM path, on one thread, shipped generator.
+
+    The steps are those of ``FileAnonymizer.anonymize_dicom`` and ``PriCheXyDeformation.deform_values``,
+    called one by one with a timer between them (the same functions; the batch runs them in one go).
+    """
+    import hashlib
+
+    import torch
+    import torch.nn.functional as F
+
+    from monai_prichexy.bundle_files import resolve_weights
+    from monai_prichexy.data.decode import decode_radiograph, radiograph_data
+    from monai_prichexy.dicom import DeidConfig, create_key, write_radiograph
+    from monai_prichexy.networks.deformation import warp
+    from monai_prichexy.transforms.functional import PriCheXyDeformation, network_view, working_dtype
+    from monai_prichexy.transforms.meta import RADIOGRAPH_VALUE_RANGE, RADIOGRAPH_VIEW_LUT, deformation_method_values
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="prichexy-stages-"))
+    try:
+        make_inputs(work / "in", args.n, args.rows, args.cols)
+        weights, sha256 = resolve_weights()
+        deformation = PriCheXyDeformation(weights, expected_sha256=sha256)
+        network = deformation.network
+        deid = DeidConfig(key=create_key(work / "k.key"), method_info=deformation_method_values(network.mu, network.smoothing))
+        times: dict[str, list[float]] = {}
+
+        def lap(name: str, start: float) -> float:
+            now = time.perf_counter()
+            times.setdefault(name, []).append((now - start) * 1000.0)
+            return now
+
+        with torch.no_grad():
+            for i, path in enumerate(_dicom_files(work / "in")):
+                t = time.perf_counter()
+                data = path.read_bytes()
+                t = lap("read file", t)
+                hashlib.sha256(data).hexdigest()
+                t = lap("input SHA-256", t)
+                rad = decode_radiograph(path, "dicom", data=data)
+                values, meta = radiograph_data(rad)
+                t = lap("parse + decode (pydicom)", t)
+                view = network_view(values, meta[RADIOGRAPH_VIEW_LUT])[None, None]
+                t = lap("network view (table)", t)
+                image = torch.as_tensor(values).to(working_dtype(torch.as_tensor(values).dtype))[None, None]
+                low, high = (float(v) for v in torch.aminmax(image))
+                t = lap("to float + min/max", t)
+                small = F.interpolate(view, size=network.working_size, mode="bilinear", align_corners=False, antialias=True)
+                t = lap("antialiased downsizing", t)
+                flow = network.generator(small)
+                t = lap("generator", t)
+                grid = network.grid_from_flow(flow, size=image.shape[-2:])
+                t = lap("native-size grid (upsampling)", t)
+                out = warp(image, grid)[0, 0]
+                t = lap("grid_sample", t)
+                value_range = meta[RADIOGRAPH_VALUE_RANGE]
+                stored = out.clamp_(low, high).round_().clamp_(*value_range).numpy().astype(values.dtype)
+                t = lap("clamp, round, cast", t)
+                rad.view = None
+                write_radiograph(rad, stored, work / "out" / f"{i}.dcm", deid=deid, sha256=True)
+                lap("de-identify + write + fsync + read-back + SHA-256", t)
+        rows = {name: statistics.median(values[1:] or values) for name, values in times.items()}  # first file warms up
+        print(f"\n{'step (one thread, shipped generator)':<52} {'ms/file':>8}")
+        for name, ms in rows.items():
+            print(f"{name:<52} {ms:>8.1f}")
+        print(f"{'total':<52} {sum(rows.values()):>8.1f}")
+        write_json(args.json, {"benchmark": "stages", **machine(), "torch_threads": 1, "files": args.n,
+                               "image": f"{args.rows}x{args.cols} 12-bit CR DICOM, uncompressed", "ms_per_file": rows,
+                               "total_ms": sum(rows.values()), "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:])})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -416,6 +496,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json")
     p.set_defaults(func=cmd_transform)
+    p = sub.add_parser("stages", help="ms per file of each step of the DICOM path (one thread)")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--rows", type=int, default=2000)
+    p.add_argument("--cols", type=int, default=2500)
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_stages)
     p = sub.add_parser("training", help="seconds per adversarial step")
     p.add_argument("--profiles", nargs="+", default=["cpu", "kermany_cpu", "paper"])
     p.add_argument("--size", type=int, default=None, help="image side for every profile (default: the profile's)")
