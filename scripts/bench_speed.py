@@ -56,6 +56,13 @@ def machine() -> dict:
     }
 
 
+def command() -> str:
+    """This run's command line for the JSON, absolute paths made relative to the repository
+    (results are committed: no paths of the machine that measured them)."""
+    args = [os.path.relpath(a, REPO) if os.path.isabs(a) else a for a in sys.argv[1:]]
+    return "python scripts/bench_speed.py " + " ".join(args)
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +256,7 @@ def cmd_pipeline(args) -> int:
             "image": f"{args.rows}x{args.cols} 12-bit CR DICOM, uncompressed", "files": args.n,
             "generators": {name: str(p.name) for name, p in weights.items()}, "rows": rows,
             "baselines": list(baselines.values()), "commit": _commit(REPO),
-            "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:]),
+            "command": command(),
         })
     finally:
         if not args.keep and not args.workdir:
@@ -328,7 +335,7 @@ def cmd_transform(args) -> int:
                   f"{r['speed_up']:>9.2f} {r['max_diff_grey_levels']:>9g}")
         write_json(args.json, {"benchmark": "transform", **machine(), "device": args.device,
                                "image": "synthetic 12-bit radiograph (values 0..4095 as float32; differences before rounding)", "rows": rows,
-                               "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:])})
+                               "command": command()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -406,7 +413,7 @@ def cmd_stages(args) -> int:
         print(f"{'total':<52} {sum(rows.values()):>8.1f}")
         write_json(args.json, {"benchmark": "stages", **machine(), "torch_threads": 1, "files": args.n,
                                "image": f"{args.rows}x{args.cols} 12-bit CR DICOM, uncompressed", "ms_per_file": rows,
-                               "total_ms": sum(rows.values()), "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:])})
+                               "total_ms": sum(rows.values()), "command": command()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -461,7 +468,7 @@ def cmd_training(args) -> int:
               f"{row['seconds_per_image'] * 1000:7.1f} ms/image", file=sys.stderr)
     write_json(args.json, {"benchmark": "training (adversarial step: G, C and V updates)", **machine(),
                            "device": args.device, "rows": rows,
-                           "command": "python scripts/bench_speed.py " + " ".join(sys.argv[1:])})
+                           "command": command()})
     return 0
 
 
