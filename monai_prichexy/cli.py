@@ -465,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_device_argument(p)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="the generator's arithmetic: fp32 (default, exact) or bf16 (several times faster on processors "
-                   "with bf16 units; the flow changes slightly, see the README's speed section)")
+                   help="the generator's arithmetic: fp32 (default, exact) or bf16 (2-4x faster for the paper-size "
+                   "generator on processors with bf16 units, within half a grey level; refused for weights it moves "
+                   "more, such as the shipped 64-px generator; see the README's speed section)")
     p.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs, 1-100 (lossy; default 95)")
     add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only the final summary")

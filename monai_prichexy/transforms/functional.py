@@ -24,7 +24,9 @@ from ..networks.generator import FlowFieldGenerator
 from ..weights import MissingSetupError, load_prichexynet
 
 __all__ = [
+    "BF16_MAX_GRID_CHANGE_PX",
     "PriCheXyDeformation",
+    "bf16_grid_change",
     "check_radiograph_array",
     "minmax_view",
     "network_view",
@@ -72,6 +74,29 @@ def network_view(values, lut: np.ndarray | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mapped)).to(values.device)
 
 
+#: ``precision="bf16"`` is refused for weights whose sampling grid it moves by more than this many
+#: pixels (at 256 x 256) on a synthetic radiograph. Measured (scripts/bench_speed.py transform): the
+#: paper-size generator (bf16 body, fp32 head) moves it by 7.6e-5 px, and the output of a native
+#: 2,000 x 2,500 12-bit image by up to 0.29 grey levels -- so this bound is about half a grey level
+#: there; the shipped 64-px generator moves it by 4.9e-3 px (its 8-feature U-Net saturates tanh:
+#: up to 20 levels at native size) and is refused.
+BF16_MAX_GRID_CHANGE_PX = 1e-4
+
+
+def bf16_grid_change(network: PriCheXyNet) -> float:
+    """The largest change (pixels at 256 x 256) that bf16 makes to ``network``'s sampling grid on a
+    synthetic radiograph at its working size (256 when it has none)."""
+    from ..demo import synthetic_radiograph  # numpy only
+
+    height, width = network.working_size or (256, 256)
+    image = torch.from_numpy(synthetic_radiograph(height, width, bits=12, seed=0).astype(np.float32))
+    view = minmax_view(image)[None, None].to(next(network.parameters()).device)
+    with torch.no_grad():
+        exact = network.grid_from_flow(network.flow(view))
+        fast = network.grid_from_flow(network.flow(view, autocast_dtype=torch.bfloat16))
+    return float((exact - fast).abs().max()) * 127.5  # normalised [-1, 1] -> pixels at 256 x 256
+
+
 class PriCheXyDeformation:
     """PriCheXy-Net's deformation of pixel values (Packhäuser et al., MICCAI 2023), without MONAI.
 
@@ -103,6 +128,12 @@ class PriCheXyDeformation:
         self.network.to(self.device).eval()
         if precision == "bf16":  # the layout oneDNN's bf16 convolutions want
             self.network.generator.to(memory_format=torch.channels_last)
+            change = bf16_grid_change(self.network)
+            if change > BF16_MAX_GRID_CHANGE_PX:
+                raise ValueError(
+                    f"precision bf16 moves these weights' sampling grid by up to {change:.4f} px (at 256 x 256, on a "
+                    f"synthetic radiograph), more than {BF16_MAX_GRID_CHANGE_PX} px (about half a grey level of a "
+                    "12-bit image at native size): use precision fp32 for them")
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
         self._lock = threading.Lock()
