@@ -9,6 +9,7 @@ which the MONAI classes wrap, so the pixels stay those of the bundle's chain (te
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_pixels_do_not_depend_on_workers_through_the_cli(tmp_path):
         out = tmp_path / f"out{workers}"
         cmd = [sys.executable, "-m", "monai_prichexy.cli", "anonymize", str(tree), str(out),
                "--key-file", str(key), "--no-progress", "--workers", str(workers)] + (["--new-key"] if workers == 1 else [])
-        env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_NUM_THREADS"}
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
         assert done.returncode == 0, done.stderr
         outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.dcm"))})

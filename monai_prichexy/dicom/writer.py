@@ -25,7 +25,6 @@ removed and nothing appears at ``out_path``. The input file is never written to.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -50,6 +49,7 @@ from pydicom.uid import (
 )
 
 from ..atomic import atomic_write
+from ..hashing import sha256_bytes
 from .deidentify import DeidConfig, DeidResult, copy_dataset, deidentify
 from .errors import DicomWriteError
 from .profile import PIXEL_DATA
@@ -201,7 +201,7 @@ def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID, sha256: bool = F
     else:
         try:
             dataset = pydicom.dcmread(io.BytesIO(raw))
-            expected = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)  # (memoryview == compares bytewise in Python)
+            expected = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
             pixels = dataset.PixelData
             same = ((int(dataset.Rows), int(dataset.Columns)) == arr.shape and len(pixels) >= expected.size
                     and np.array_equal(np.frombuffer(pixels, dtype=np.uint8, count=expected.size), expected))
@@ -212,7 +212,7 @@ def _verify(path: Path, arr: np.ndarray, sop_uid: str, ts: UID, sha256: bool = F
         raise DicomWriteError(f"{path}: SOP Instance UID of file meta and dataset differ after writing")
     if not same:
         raise DicomWriteError(f"{path}: pixel values read back differ from the values written")
-    return hashlib.sha256(raw).hexdigest() if sha256 else None
+    return sha256_bytes(raw) if sha256 else None
 
 
 def write_dataset(

@@ -53,7 +53,7 @@ class Deformer:
 
     def __init__(self, weights, mu=None, smoothing=None, working_size=None, device=None, expected_sha256=None,
                  precision: str = "fp32") -> None:
-        self.transform = PriCheXyDeformation(
+        self.deformation = PriCheXyDeformation(
             weights, mu=mu, smoothing=smoothing, working_size=working_size, device=device, expected_sha256=expected_sha256,
             precision=precision,
         )
@@ -61,11 +61,11 @@ class Deformer:
 
     @property
     def network(self):
-        return self.transform.network
+        return self.deformation.network
 
     @property
     def device(self) -> torch.device:
-        return self.transform.device
+        return self.deformation.device
 
     @property
     def mu(self) -> float:
@@ -81,7 +81,7 @@ class Deformer:
 
     @property
     def precision(self) -> str:
-        return self.transform.precision
+        return self.deformation.precision
 
     def method_values(self) -> tuple[str, ...]:
         """Values for DeidentificationMethod and the manifest (no PHI), each a complete LO value."""
@@ -104,7 +104,7 @@ class Deformer:
         arr = np.asarray(values)
         check_radiograph_array(arr[None])
         view_t = None if view is None else torch.as_tensor(np.asarray(view, dtype=np.float32))
-        out = self.transform.deform_values(torch.as_tensor(arr), view=view_t)
+        out = self.deformation.deform_values(torch.as_tensor(arr), view=view_t)
         if np.issubdtype(arr.dtype, np.integer):
             info = np.iinfo(arr.dtype)
             low, high = (info.min, info.max) if value_range is None else (max(info.min, value_range[0]), min(info.max, value_range[1]))

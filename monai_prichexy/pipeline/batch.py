@@ -27,7 +27,6 @@ other files in it is refused before anything is written.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dicom import NotDicomError, UnsupportedDicomError
-from ..hashing import sha256_file, sha256_stream
+from ..hashing import sha256_bytes, sha256_file, sha256_stream
 from .atomic import atomic_write_bytes, remove_stale_temp_files
 from ..formats import SUFFIXES, UnsupportedImageError, detect_format, dicom_guessed
 from .manifest import STATE_DIR, Manifest, ManifestEntry, check_output_folder
@@ -189,11 +188,11 @@ class _Runner:
             with open(entry.path, "rb") as handle:  # the only way an input is ever opened here: read-only
                 head = handle.read(512)
                 kind = detect_format(entry.path, head)
+                handle.seek(0)
                 if kind == "dicom" and os.fstat(handle.fileno()).st_size <= MAX_READ_ONCE:
-                    data = head + handle.read()  # one read: hashed here, parsed by the anonymizer
-                    record["digest"] = self.pseudonymizer.content_digest(hashlib.sha256(data).hexdigest())
+                    data = handle.read()  # one read: hashed here, parsed by the anonymizer
+                    record["digest"] = self.pseudonymizer.content_digest(sha256_bytes(data))
                 else:
-                    handle.seek(0)
                     record["digest"] = self.pseudonymizer.content_digest(sha256_stream(handle))
             record["kind"] = kind
             if kind is None:

@@ -186,8 +186,8 @@ class PriCheXyDeformation:
         32-bit integer values, which float32 cannot hold -- within the values' own [min, max].
 
         ``view`` is what the generator sees, in [0, 1] and of the same shape (for DICOM: the
-        values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Only
-        threads can share one transform (see the class docstring).
+        values after the LUTs, MONOCHROME1 inverted); None = ``values`` min-max scaled. Threads
+        can share one instance (see the class docstring).
         """
         image = values.to(self.device, working_dtype(values.dtype))[None, None]
         low, high = (float(v) for v in torch.aminmax(image))  # Python floats: exact, and a scalar clamp is faster
@@ -205,4 +205,3 @@ class PriCheXyDeformation:
                 flow = self.network.flow(view, autocast_dtype=autocast_dtype)
         grid = self.network.grid_from_flow(flow, size=image.shape[-2:])  # mu, smoothing and the budget of the weights
         return warp(image, grid.to(image.dtype))[0, 0].clamp_(low, high)  # no rounding drift out of range
-
